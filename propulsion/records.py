@@ -1,0 +1,134 @@
+"""Run records: one JSON file per run, written atomically, read back by aggregation.
+
+A record is the only output the tables are built from, so it carries everything needed to
+interpret a number: the resolved config, every evaluation, parameter counts, time, memory, seed,
+package versions and the git commit. Folder names carry no meaning; aggregation globs for
+``record.json`` and reads the fields.
+
+Schema (``schema_version`` 1), top-level keys:
+    run_id, status ("completed" | "failed" | "running"), error (str | None),
+    model, task, family, method, degree (int | None), seed, protocol,
+    metrics (the reported numbers), main_metric, best {step, value}, final (metrics at the last step),
+    evaluations [{step, epoch, split, metrics}], train_loss [{step, loss}],
+    params {trainable, total, percent}, wall_time_s, peak_memory_bytes, peak_memory_kind,
+    config (the resolved config), versions, git_commit, git_dirty, started_at, finished_at.
+Metric keys are flat: ``accuracy`` for one evaluation split, ``<split>/<metric>`` when a task
+reports several (MNLI ``matched/accuracy`` and ``mismatched/accuracy``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "record.json"
+STATUSES = ("completed", "failed", "running")
+
+# Packages whose versions move results; recorded in every run.
+TRACKED_PACKAGES = (
+    "torch", "transformers", "datasets", "peft", "accelerate", "evaluate", "hydra-core",
+    "omegaconf", "tokenizers", "safetensors", "numpy", "scipy", "scikit-learn", "rouge-score",
+    "pandas", "wandb", "propulsion",
+)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(cwd: str | Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout holding this package; (None, None) outside git."""
+    where = Path(cwd) if cwd else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit, bool(status.strip())
+
+
+def config_fingerprint(identity: dict[str, Any]) -> str:
+    """Stable short hash of the parts of a config that define a run (canonical JSON)."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write JSON so that readers only ever see a complete file: temp file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True, default=_json_default)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    # numpy / torch scalars and paths end up in metrics and configs; store them as plain values.
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    with open(path) as handle:
+        record = json.load(handle)
+    if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: not a schema-{SCHEMA_VERSION} run record")
+    return record
+
+
+def find_records(root: str | Path) -> list[Path]:
+    """Every record file under root, in a deterministic order."""
+    return sorted(Path(root).rglob(RECORD_NAME))
+
+
+def new_record(**fields: Any) -> dict[str, Any]:
+    """A record with the provenance fields filled in; callers add the rest."""
+    commit, dirty = git_state()
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "status": "running",
+        "error": None,
+        "versions": package_versions(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "started_at": utc_now(),
+        "finished_at": None,
+    }
+    record.update(fields)
+    return record
