@@ -4,12 +4,14 @@ The library lives in :mod:`propulsion.method`; the reproduction suite around it 
 records, tables) in the other modules. Only ``propulsion.run`` knows about Hydra.
 """
 
-from propulsion.method import (
-    PropulsionConfig,
-    PropulsionModel,
-    count_parameters,
-    get_propulsion_model,
-)
-
 __all__ = ["PropulsionConfig", "PropulsionModel", "count_parameters", "get_propulsion_model"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Imported lazily so that light modules (records, aggregate) don't pull in torch/transformers.
+    if name in __all__:
+        from propulsion import method
+
+        return getattr(method, name)
+    raise AttributeError(f"module 'propulsion' has no attribute {name!r}")

@@ -1,0 +1,31 @@
+"""Task families. One module per family; tasks of a family differ by data (their YAML), not by code.
+
+A family module provides:
+    MODEL_KIND: str                                    key of models.AUTO_CLASSES
+    PADDING_SIDE: str (optional, default "right")      decoder-only generation pads on the left
+    model_overrides(task) -> dict                      config overrides for the backbone (e.g. num_labels)
+    sample_splits(task, seed) -> {split: rows}         small synthetic data in the hub schema
+    tokenize(task, dataset, tokenizer, train) -> dataset   model inputs for a raw split
+    collator(tokenizer) -> callable                    batches for DataLoader
+    evaluate(model, dataloader, task, tokenizer, accelerator) -> {metric: value}
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+FAMILIES = {
+    "glue": "propulsion.tasks.glue",
+    "qa": "propulsion.tasks.qa",
+    "summarization": "propulsion.tasks.summarization",
+    "reasoning": "propulsion.tasks.reasoning",
+}
+
+
+def get_family(name: str) -> ModuleType:
+    from propulsion.specs import UserError
+
+    if name not in FAMILIES:
+        raise UserError(f"unknown task family {name!r}; valid choices: {', '.join(FAMILIES)}")
+    return importlib.import_module(FAMILIES[name])

@@ -1,0 +1,154 @@
+"""One run, start to finish: specs in, one record out. No Hydra here (run.py is the only Hydra module)."""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from propulsion import methods, models, records, training
+from propulsion.specs import RunSpec, UserError
+from propulsion.tasks import data as task_data
+from propulsion.tasks import get_family
+from propulsion.tracking import Tracker
+
+# Config keys that do not change what a run computes: excluded from its identity (and so from skipping).
+NON_IDENTITY_KEYS = ("logger", "output_root", "run_name", "skip_completed", "resume")
+
+
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
+
+
+def run_dir_for(spec: RunSpec, run_id: str) -> Path:
+    degree = f"-k{spec.method.degree}" if spec.method.kind == "propulsion" else ""
+    name = f"{spec.model.name}-{spec.task.name}-{spec.method.name}{degree}-s{spec.seed}-{run_id[:8]}"
+    return Path(spec.output_root) / name
+
+
+def validate(spec: RunSpec):
+    """Everything that can be checked before loading or writing anything; returns the task family."""
+    methods.validate(spec.method)
+    return get_family(spec.task.family)
+
+
+def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
+    """Train and evaluate one configuration; returns its record (also written to <run dir>/record.json)."""
+    family = validate(spec)
+    run_id = records.config_fingerprint(run_identity(config))
+    run_dir = run_dir_for(spec, run_id)
+    record_path = run_dir / records.RECORD_NAME
+    if spec.skip_completed and record_path.exists():
+        previous = records.read_record(record_path)
+        if previous.get("status") == "completed" and previous.get("run_id") == run_id:
+            print(f"skip: {run_dir} already completed")
+            previous["skipped"] = True
+            return previous
+
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    trainer = spec.trainer.with_task_defaults(spec.task)
+    accelerator = Accelerator(mixed_precision=trainer.precision,
+                              gradient_accumulation_steps=trainer.gradient_accumulation_steps)
+    set_seed(spec.seed)
+    main = accelerator.is_main_process
+    record = records.new_record(
+        run_id=run_id, run_name=spec.run_name, model=spec.model.name, task=spec.task.name,
+        family=spec.task.family, method=spec.method.name,
+        degree=spec.method.degree if spec.method.kind == "propulsion" else None,
+        seed=spec.seed, protocol=spec.protocol, main_metric=spec.task.main_metric, config=config,
+        trainer_resolved=asdict(trainer), run_dir=str(run_dir),
+    )
+    if main:
+        records.write_json_atomic(record_path, record)
+    tracker = Tracker(spec.logger, run_dir.name, config, enabled=main)
+    started = time.time()
+    try:
+        record.update(_train_and_evaluate(spec, trainer, family, accelerator, run_dir, tracker))
+        record["status"] = "completed"
+    except BaseException as error:  # recorded, then re-raised: the caller decides whether to go on
+        record["status"] = "failed"
+        record["error"] = f"{type(error).__name__}: {error}"
+        record["traceback"] = traceback.format_exc(limit=8)
+        raise
+    finally:
+        record["wall_time_s"] = round(time.time() - started, 3)
+        record["peak_memory_bytes"], record["peak_memory_kind"] = training.peak_memory()
+        record["finished_at"] = records.utc_now()
+        if main:
+            records.write_json_atomic(record_path, record)
+        tracker.summary({"status": record["status"], **record.get("metrics", {})})
+        tracker.finish(failed=record["status"] != "completed")
+    return record
+
+
+def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Path, tracker: Tracker) -> dict:
+    task = spec.task
+    tokenizer = models.load_tokenizer(spec.model, padding_side=getattr(family, "PADDING_SIDE", "right"))
+    raw = task_data.load_raw(task, sample_splits=family.sample_splits)
+    splits = task_data.apply_protocol(task, raw, spec.protocol, spec.seed)
+    with accelerator.main_process_first():  # one process tokenises and caches, the others reuse it
+        train_set = family.tokenize(task, splits.train, tokenizer, train=True)
+        dev_sets = {alias: family.tokenize(task, d, tokenizer, train=False) for alias, d in splits.dev.items()}
+        test_sets = {alias: family.tokenize(task, d, tokenizer, train=False) for alias, d in splits.test.items()}
+
+    model = models.load_model(spec.model, family.MODEL_KIND, family.model_overrides(task))
+    total_steps = training.total_steps(len(train_set), trainer, accelerator.num_processes)
+    prepared = methods.apply_method(model, spec.method, family.MODEL_KIND, total_steps=total_steps)
+    params = methods.count(prepared.model)
+    accelerator.print(f"{spec.method.name}: trainable params {params['trainable']:,} of {params['total']:,} "
+                      f"({params['percent']:.4f}%)")
+    if trainer.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+
+    collate = family.collator(tokenizer)
+    evaluate = partial(family.evaluate, task=task, tokenizer=tokenizer, accelerator=accelerator)
+    result = training.train(
+        model=prepared.model, train_set=train_set, dev_sets=dev_sets, collate=collate, evaluate=evaluate,
+        main_metric=task.main_metric, spec=trainer, seed=spec.seed, accelerator=accelerator, run_dir=run_dir,
+        log=tracker.log, hooks=prepared.hooks, resume=spec.resume,
+    )
+    if test_sets:  # held-out protocol: the best dev checkpoint, evaluated once on the test split(s)
+        training.load_trainable_state(accelerator.unwrap_model(prepared.model), result.best_state)
+        reported = training.evaluate_sets(prepared.model, test_sets, collate, evaluate, trainer, accelerator)
+    else:
+        reported = dict(result.best["metrics"])
+    return {
+        "metrics": reported,
+        "best": {"step": result.best["step"], "value": result.best["value"]},
+        "final": result.final,
+        "evaluations": result.evaluations,
+        "train_loss": result.train_loss,
+        "train": {"steps": result.steps, "total_steps": result.total_steps,
+                  "resumed_from_step": result.resumed_from_step, "num_processes": accelerator.num_processes,
+                  **result.notes},
+        "params": params,
+        "method_details": prepared.details,
+        "data": splits.notes,
+    }
+
+
+def result_table(record: dict[str, Any]) -> str:
+    """The few lines a person reads after a run."""
+    lines = ["| field | value |", "|---|---|"]
+    keys = ("model", "task", "method", "degree", "seed", "protocol", "status")
+    lines += [f"| {k} | {record.get(k)} |" for k in keys]
+    params = record.get("params") or {}
+    if params:
+        counts = f"{params['trainable']:,} of {params['total']:,} ({params['percent']:.4f}%)"
+        lines.append(f"| trainable params | {counts} |")
+    for key, value in sorted((record.get("metrics") or {}).items()):
+        shown = f"{value:.4f}" if isinstance(value, float) and math.isfinite(value) else value
+        lines.append(f"| {key} | {shown} |")
+    lines.append(f"| wall time | {record.get('wall_time_s')} s |")
+    lines.append(f"| record | {record.get('run_dir')}/{records.RECORD_NAME} |")
+    return "\n".join(lines)
+
+
+__all__ = ["UserError", "result_table", "run_experiment", "validate"]

@@ -1,0 +1,146 @@
+"""Turn a method spec into a trainable model: Propulsion, the PEFT baselines, BitFit, full fine-tuning.
+
+Every method goes through :func:`apply_method`, and parameter counting lives here too, so each
+record's counts come from the same code for every method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from propulsion.method import PropulsionConfig, count_parameters, inject_propulsion
+from propulsion.method.presets import resolve_targets
+from propulsion.specs import MethodSpec, UserError
+from propulsion.training import Hooks
+
+# Model kind (models.AUTO_CLASSES) -> PEFT task type.
+PEFT_TASK_TYPES = {
+    "sequence-classification": "SEQ_CLS",
+    "question-answering": "QUESTION_ANS",
+    "seq2seq": "SEQ_2_SEQ_LM",
+    "causal-lm": "CAUSAL_LM",
+}
+PEFT_CONFIGS = {
+    "LORA": "LoraConfig",
+    "ADALORA": "AdaLoraConfig",
+    "IA3": "IA3Config",
+    "PREFIX_TUNING": "PrefixTuningConfig",
+    "PROMPT_TUNING": "PromptTuningConfig",
+    "LOKR": "LoKrConfig",
+    "LOHA": "LoHaConfig",
+}
+LOGICAL_TARGETS = ("query", "key", "value", "qkv", "attn", "mlp", "embedding")
+
+
+@dataclass
+class Prepared:
+    model: torch.nn.Module
+    hooks: Hooks
+    details: dict[str, Any]  # what was resolved (target modules, AdaLoRA schedule, ...): into the record
+
+
+def head_module_names(model: torch.nn.Module) -> list[str]:
+    """The task head: top-level children other than the backbone (``base_model_prefix``)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    return [name for name, _ in model.named_children() if name != prefix]
+
+
+def propulsion_config(spec: MethodSpec) -> PropulsionConfig:
+    try:
+        return PropulsionConfig(
+            degree=spec.degree, targets=spec.targets, head=spec.head, bias=spec.bias,
+            num_vectors=spec.num_vectors, pooling=spec.pooling, init=spec.init, init_scale=spec.init_scale,
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def validate(spec: MethodSpec) -> None:
+    """Catch a bad method config before anything is loaded or written."""
+    if spec.kind == "propulsion":
+        propulsion_config(spec)
+    elif spec.kind == "peft" and spec.peft_type not in PEFT_CONFIGS:
+        raise UserError(f"unknown method.peft_type {spec.peft_type!r}; valid choices: {', '.join(PEFT_CONFIGS)}")
+
+
+def apply_method(model: torch.nn.Module, spec: MethodSpec, model_kind: str, total_steps: int | None = None) -> Prepared:
+    """Freeze what the method freezes and attach what it trains. ``total_steps`` is AdaLoRA's schedule."""
+    if spec.kind == "propulsion":
+        wrapped = inject_propulsion(model, propulsion_config(spec))
+        return Prepared(model, Hooks(), {"wrapped_modules": len(wrapped)})
+    if spec.kind == "full":
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return Prepared(model, Hooks(), {})
+    if spec.kind == "bitfit":
+        return _bitfit(model, spec)
+    return _peft(model, spec, model_kind, total_steps)
+
+
+def _bitfit(model: torch.nn.Module, spec: MethodSpec) -> Prepared:
+    heads = head_module_names(model) if spec.head == "full" else []
+    for name, parameter in model.named_parameters():
+        in_head = name.split(".")[0] in heads
+        parameter.requires_grad_(name.endswith("bias") or in_head)
+    return Prepared(model, Hooks(), {"head_modules": heads})
+
+
+def _resolve(model: torch.nn.Module, targets: Any) -> list[str] | None:
+    """Logical names (query, value, ...) become the architecture's module names; patterns pass through."""
+    if targets is None:
+        return None
+    names: list[str] = []
+    for target in [targets] if isinstance(targets, str) else list(targets):
+        if target in LOGICAL_TARGETS:
+            try:
+                names.extend(resolve_targets(model, target))
+            except ValueError as error:
+                raise UserError(str(error)) from None
+        else:
+            names.append(target)
+    return list(dict.fromkeys(names))
+
+
+def _peft(model: torch.nn.Module, spec: MethodSpec, model_kind: str, total_steps: int | None) -> Prepared:
+    import peft
+
+    kwargs = dict(spec.peft_config)
+    targets = _resolve(model, spec.targets if spec.targets != "all" else None)
+    if targets:
+        kwargs["target_modules"] = targets
+    heads = head_module_names(model) if spec.head == "full" else []
+    details: dict[str, Any] = {"target_modules": targets, "head_modules": heads}
+    if spec.peft_type == "ADALORA":
+        if not total_steps:
+            raise ValueError("AdaLoRA needs the total number of training steps")
+        tinit, tfinal = int(spec.tinit_ratio * total_steps), int(spec.tfinal_ratio * total_steps)
+        if total_steps <= tinit + tfinal:
+            raise UserError(f"AdaLoRA needs total_step > tinit + tfinal, got {total_steps} <= {tinit} + {tfinal}")
+        kwargs.update(total_step=total_steps, tinit=tinit, tfinal=tfinal)
+        details.update(total_step=total_steps, tinit=tinit, tfinal=tfinal)
+    config_class = getattr(peft, PEFT_CONFIGS[spec.peft_type])
+    config = config_class(task_type=PEFT_TASK_TYPES[model_kind], modules_to_save=heads or None, **kwargs)
+    peft_model = peft.get_peft_model(model, config)
+    hooks = Hooks()
+    if spec.peft_type == "ADALORA":
+        # AdaLoRA reallocates ranks from the gradients of each step; the loop calls this before zero_grad.
+        hooks.after_optimizer_step = peft_model.base_model.update_and_allocate
+    return Prepared(peft_model, hooks, details)
+
+
+def count(model: torch.nn.Module) -> dict[str, Any]:
+    counted = count_parameters(model)
+    return {"trainable": counted.trainable, "total": counted.total, "percent": counted.percent}
+
+
+def count_parameters_on_meta(model_config, spec: MethodSpec, model_kind: str) -> dict[str, Any]:
+    """Counts for a full-size model built on the meta device from its config: no download, no memory."""
+    from propulsion.models import auto_class
+
+    with torch.device("meta"):
+        model = auto_class(model_kind).from_config(model_config)
+        prepared = apply_method(model, spec, model_kind, total_steps=1000)
+    return count(prepared.model)

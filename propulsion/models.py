@@ -1,0 +1,76 @@
+"""Backbone + tokenizer for a task family: from the hub, a local directory, or a built-in tiny model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import transformers
+
+from propulsion import tiny
+from propulsion.specs import ModelSpec, UserError
+
+# Task family -> the transformers auto class that puts the right head on the backbone.
+AUTO_CLASSES = {
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+    "causal-lm": "AutoModelForCausalLM",
+}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def auto_class(kind: str):
+    if kind not in AUTO_CLASSES:
+        raise ValueError(f"unknown model kind {kind!r}; valid choices: {', '.join(AUTO_CLASSES)}")
+    return getattr(transformers, AUTO_CLASSES[kind])
+
+
+def load_tokenizer(spec: ModelSpec, padding_side: str = "right"):
+    if spec.tiny:
+        return tiny.build_tokenizer(padding_side=padding_side)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+        )
+    except OSError as error:
+        raise UserError(_unreachable("tokenizer", spec, error)) from None
+    tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:  # decoder-only LLMs ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(spec: ModelSpec, kind: str, config_overrides: dict[str, Any] | None = None):
+    """The backbone with the head for ``kind``; ``config_overrides`` e.g. {"num_labels": 3}."""
+    overrides = dict(config_overrides or {})
+    cls = auto_class(kind)
+    if spec.tiny:
+        if spec.tiny not in tiny.TINY_FAMILIES:
+            raise UserError(f"unknown tiny model family {spec.tiny!r}; valid choices: {', '.join(tiny.TINY_FAMILIES)}")
+        return tiny.build_tiny_model(spec.tiny, cls, **overrides)
+    try:
+        return cls.from_pretrained(
+            spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+            dtype=DTYPES[spec.dtype], **overrides,
+        )
+    except OSError as error:
+        raise UserError(_unreachable("model", spec, error)) from None
+
+
+def load_config(spec: ModelSpec, **overrides):
+    """The model's config only (no weights): parameter counts on the meta device."""
+    if spec.tiny:
+        return tiny.tiny_config(spec.tiny, **overrides)
+    try:
+        return transformers.AutoConfig.from_pretrained(spec.name_or_path, revision=spec.revision, **overrides)
+    except OSError as error:
+        raise UserError(_unreachable("config", spec, error)) from None
+
+
+def _unreachable(what: str, spec: ModelSpec, error: Exception) -> str:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"could not load the {what} of model {spec.name!r} from {spec.name_or_path!r} ({first_line}); "
+        f"download it where the hub is reachable and pass model.name_or_path=/local/dir"
+    )

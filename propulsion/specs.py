@@ -1,0 +1,181 @@
+"""Typed specs of a run. ``run.py`` builds them from the Hydra config; the library only sees these.
+
+Field names mirror the YAML keys in conf/, so ``Spec(**section)`` is the whole conversion and a key
+that is misspelt in a config fails loudly here instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PROTOCOLS = ("paper", "heldout")
+SOURCES = ("hub", "files", "sample")
+PRECISIONS = ("no", "fp16", "bf16")
+METHOD_KINDS = ("propulsion", "peft", "bitfit", "full")
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: reported as one line, never as a traceback."""
+
+
+def _choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"unknown {what} {value!r}; valid choices: {', '.join(choices)}")
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    name_or_path: str | None = None
+    tiny: str | None = None
+    dtype: str = "float32"
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name_or_path and not self.tiny:
+            raise UserError(f"model {self.name!r} needs model.name_or_path (a hub id or a local directory)")
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    family: str
+    dataset: str | None = None
+    dataset_config: str | None = None
+    source: str = "hub"
+    data_files: dict[str, Any] | None = None
+    text_fields: list[str] = field(default_factory=list)
+    label_field: str = "label"
+    num_labels: int = 2
+    train_split: str = "train"
+    eval_splits: dict[str, str] = field(default_factory=lambda: {"validation": "validation"})
+    size: str = "large"
+    main_metric: str = "accuracy"
+    degree: int | None = None
+    max_length: int = 512
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    paper: dict[str, Any] = field(default_factory=dict)
+    # Family-specific settings (QA strides, generation lengths, test sets, ...) live here.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.data_files:
+            self.source = "files"
+        _choice("task.source", self.source, SOURCES)
+        if self.size not in ("small", "large"):
+            raise UserError(f"unknown task.size {self.size!r}; valid choices: small, large")
+
+    @property
+    def is_regression(self) -> bool:
+        return self.num_labels == 1
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    kind: str
+    # Propulsion
+    degree: int | None = None
+    targets: Any = "all"
+    head: str = "propulsion"
+    bias: str = "none"
+    num_vectors: int = 1
+    pooling: str = "mean"
+    init: str = "ones"
+    init_scale: float = 0.02
+    # PEFT baselines
+    peft_type: str | None = None
+    peft_config: dict[str, Any] = field(default_factory=dict)
+    tinit_ratio: float = 0.1
+    tfinal_ratio: float = 0.2
+
+    def __post_init__(self) -> None:
+        _choice("method.kind", self.kind, METHOD_KINDS)
+
+
+@dataclass
+class TrainerSpec:
+    name: str = "paper"
+    lr: float | None = None
+    batch_size: int | None = None
+    eval_batch_size: int = 64
+    epochs: float | None = None
+    max_steps: int | None = None
+    weight_decay: float | None = None
+    warmup_steps: int = 0
+    scheduler: str = "linear"
+    optimizer: str = "adamw"
+    max_grad_norm: float | None = 1.0
+    gradient_accumulation_steps: int = 1
+    precision: str = "no"
+    gradient_checkpointing: bool = False
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    keep_checkpoint: bool = False
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("trainer.precision", self.precision, PRECISIONS)
+        _choice("trainer.optimizer", self.optimizer, ("adamw",))
+        for key in ("eval_every", "checkpoint_every", "gradient_accumulation_steps", "eval_batch_size"):
+            if int(getattr(self, key)) < 1:
+                raise UserError(f"trainer.{key} must be >= 1, got {getattr(self, key)!r}")
+
+    def with_task_defaults(self, task: TaskSpec) -> TrainerSpec:
+        """Fill the null fields from the task's paper settings (authors' notebooks)."""
+        filled = asdict(self)
+        defaults = {"lr": 1e-4, "batch_size": 32, "epochs": 3, "weight_decay": 0.0} | dict(task.paper)
+        for key in ("lr", "batch_size", "epochs", "weight_decay"):
+            if filled[key] is None:
+                filled[key] = defaults[key]
+        return TrainerSpec(**filled)
+
+
+@dataclass
+class LoggerSpec:
+    name: str = "none"
+    project: str = "propulsion"
+    entity: str | None = None
+    mode: str = "auto"
+    dir: str = "results"
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _choice("logger", self.name, ("wandb", "none"))
+
+
+@dataclass
+class RunSpec:
+    model: ModelSpec
+    task: TaskSpec
+    method: MethodSpec
+    trainer: TrainerSpec
+    logger: LoggerSpec
+    seed: int = 0
+    protocol: str = "paper"
+    degree: int | None = None
+    output_root: str = "results/runs"
+    run_name: str | None = None
+    skip_completed: bool = True
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        _choice("protocol", self.protocol, PROTOCOLS)
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> RunSpec:
+        config = dict(config)
+        try:
+            return cls(
+                model=ModelSpec(**config.pop("model")),
+                task=TaskSpec(**config.pop("task")),
+                method=MethodSpec(**config.pop("method")),
+                trainer=TrainerSpec(**config.pop("trainer")),
+                logger=LoggerSpec(**config.pop("logger")),
+                **config,
+            )
+        except TypeError as error:  # an unknown or missing key in a config file
+            raise UserError(f"bad config: {error}") from None

@@ -1,0 +1,101 @@
+"""Raw data for a task (hub, local files, or the built-in sample) and the evaluation protocols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from propulsion.specs import TaskSpec, UserError
+
+HELDOUT_DEV_ROWS = 1000  # large tasks: rows of train held out as the dev set (ProPETL protocol)
+LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class Splits:
+    """Raw splits after the protocol: train, dev (model selection) and test (reported)."""
+
+    train: datasets.Dataset
+    dev: dict[str, datasets.Dataset]
+    test: dict[str, datasets.Dataset] = field(default_factory=dict)  # empty: report the dev evaluation
+    notes: dict[str, Any] = field(default_factory=dict)  # sizes and choices, copied into the record
+
+
+def load_raw(task: TaskSpec, sample_splits=None, seed: int = 0) -> datasets.DatasetDict:
+    """All splits the task names, from the hub, local files, or the family's sample generator."""
+    wanted = [task.train_split, *task.eval_splits.values()]
+    if task.source == "sample":
+        rows = sample_splits(task, seed=0)  # the sample set is fixed; the run's seed shuffles it
+        return datasets.DatasetDict({name: datasets.Dataset.from_list(rows[name]) for name in wanted})
+    if task.source == "files":
+        return _load_files(task, wanted)
+    try:
+        loaded = datasets.load_dataset(task.dataset, task.dataset_config)
+    except Exception as error:  # the datasets library raises several types for "not reachable"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"could not load dataset {task.dataset!r} ({task.dataset_config}) from the hub ({first}); "
+            f"point at local files with task.data_files={{train: ..., {', '.join(task.eval_splits.values())}: ...}} "
+            f"(json/jsonl/csv/parquet)"
+        ) from None
+    missing = [name for name in wanted if name not in loaded]
+    if missing:
+        raise UserError(f"dataset {task.dataset!r} has no split(s) {missing}; it has {list(loaded)}")
+    return loaded
+
+
+def _load_files(task: TaskSpec, wanted: list[str]) -> datasets.DatasetDict:
+    files = dict(task.data_files or {})
+    missing = [name for name in wanted if name not in files]
+    if missing:
+        raise UserError(f"task.data_files lacks split(s) {missing}; it names {sorted(files)}")
+    loaded = {}
+    for split in wanted:
+        path = Path(files[split])
+        if not path.exists():
+            raise UserError(f"task.data_files.{split}: no such file {str(path)!r}")
+        builder = LOCAL_FORMATS.get(path.suffix)
+        if builder is None:
+            valid = ", ".join(LOCAL_FORMATS)
+            raise UserError(f"task.data_files.{split}: unknown format {path.suffix!r}; valid: {valid}")
+        loaded[split] = datasets.load_dataset(builder, data_files=str(path), split="train")
+    return datasets.DatasetDict(loaded)
+
+
+def apply_protocol(task: TaskSpec, raw: datasets.DatasetDict, protocol: str, seed: int) -> Splits:
+    """paper: select and report on validation. heldout: small tasks split validation 50/50 into dev and
+    test; large tasks hold out 1,000 training rows as dev and report on validation."""
+    train = raw[task.train_split]
+    evals = {alias: raw[split] for alias, split in task.eval_splits.items()}
+    if protocol == "paper":
+        splits = Splits(train=train, dev=evals, notes={"selection": "validation", "report": "validation"})
+    elif task.size == "small":
+        dev, test = {}, {}
+        for alias, data in evals.items():
+            halves = data.train_test_split(test_size=0.5, seed=seed, shuffle=True)
+            dev[alias], test[alias] = halves["train"], halves["test"]
+        splits = Splits(train=train, dev=dev, test=test,
+                        notes={"selection": "validation half (seeded)", "report": "other validation half"})
+    else:
+        held = train.train_test_split(test_size=min(HELDOUT_DEV_ROWS, len(train) // 2), seed=seed, shuffle=True)
+        splits = Splits(train=held["train"], dev={"dev": held["test"]}, test=evals,
+                        notes={"selection": f"{len(held['test'])} held-out train rows", "report": "validation"})
+    return _cap(splits, task, seed)
+
+
+def _cap(splits: Splits, task: TaskSpec, seed: int) -> Splits:
+    if task.max_train_samples:
+        splits.train = splits.train.shuffle(seed=seed).select(range(min(task.max_train_samples, len(splits.train))))
+    if task.max_eval_samples:
+        cap = task.max_eval_samples
+        splits.dev = {k: v.select(range(min(cap, len(v)))) for k, v in splits.dev.items()}
+        splits.test = {k: v.select(range(min(cap, len(v)))) for k, v in splits.test.items()}
+    splits.notes["sizes"] = {
+        "train": len(splits.train),
+        **{f"dev/{k}": len(v) for k, v in splits.dev.items()},
+        **{f"test/{k}": len(v) for k, v in splits.test.items()},
+    }
+    return splits

@@ -1,0 +1,237 @@
+"""The training loop: reads top to bottom. accelerate handles devices, mixed precision and processes.
+
+Only the trainable tensors are checkpointed (plus optimizer, scheduler and RNG state), so a killed
+run resumes from its last checkpoint at the same step with the same data order.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from propulsion.specs import TrainerSpec
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass
+class Hooks:
+    """Method-specific steps the loop calls explicitly (AdaLoRA's rank allocation)."""
+
+    after_optimizer_step: Callable[[int], None] | None = None  # called with the step, gradients still present
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    total_steps: int
+    evaluations: list[dict[str, Any]]
+    train_loss: list[dict[str, float]]
+    best: dict[str, Any]
+    final: dict[str, float]
+    best_state: dict[str, torch.Tensor]
+    resumed_from_step: int | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of the trainable tensors, keyed by parameter name."""
+    return {name: p.detach().to("cpu", copy=True).contiguous()
+            for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+def peak_memory() -> tuple[int, str]:
+    """(bytes, kind): CUDA peak allocated when a GPU is used, else the process's peak RSS."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return int(torch.cuda.max_memory_allocated()), "cuda_max_allocated"
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process_peak_rss"
+
+
+def _metric(metrics: dict[str, float], name: str) -> float:
+    # Held-out dev sets carry one alias, so "matched/accuracy" is looked up as "accuracy" there.
+    if name in metrics:
+        return metrics[name]
+    return metrics[name.split("/")[-1]]
+
+
+def train(
+    *,
+    model: torch.nn.Module,
+    train_set,
+    dev_sets: dict[str, Any],
+    collate: Callable,
+    evaluate: Callable[[torch.nn.Module, DataLoader], dict[str, float]],
+    main_metric: str,
+    spec: TrainerSpec,
+    seed: int,
+    accelerator,
+    run_dir: Path,
+    log: Callable[[dict[str, float], int], None],
+    hooks: Hooks | None = None,
+    resume: bool = True,
+    greater_is_better: bool = True,
+) -> TrainResult:
+    hooks = hooks or Hooks()
+    batches_per_epoch = math.ceil(len(train_set) / (spec.batch_size * accelerator.num_processes))
+    steps_per_epoch = max(1, batches_per_epoch // spec.gradient_accumulation_steps)
+    n_steps = total_steps(len(train_set), spec, accelerator.num_processes)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    scheduler = get_scheduler(spec.scheduler, optimizer, num_warmup_steps=min(spec.warmup_steps, n_steps),
+                              num_training_steps=n_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    dev_loaders = {alias: accelerator.prepare(DataLoader(data, batch_size=spec.eval_batch_size, collate_fn=collate))
+                   for alias, data in dev_sets.items()}
+
+    state = {"step": 0, "evaluations": [], "train_loss": [], "best": None}
+    best_state: dict[str, torch.Tensor] = {}
+    resumed_from = None
+    checkpoint = run_dir / CHECKPOINT_DIR
+    if resume and (checkpoint / "state.pt").exists():
+        state, best_state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
+        resumed_from = state["step"]
+        accelerator.print(f"resuming from step {resumed_from} ({checkpoint})")
+
+    def evaluate_all() -> dict[str, float]:
+        results: dict[str, float] = {}
+        for alias, loader in dev_loaders.items():
+            scores = evaluate(model, loader)
+            results.update(scores if len(dev_loaders) == 1 else {f"{alias}/{k}": v for k, v in scores.items()})
+        model.train()
+        return results
+
+    def is_better(value: float) -> bool:
+        best = state["best"]
+        return best is None or (value > best["value"] if greater_is_better else value < best["value"])
+
+    step = state["step"]
+    progress = tqdm(total=n_steps, initial=step, desc="train", disable=not accelerator.is_local_main_process)
+    running_loss, running_count = 0.0, 0
+    model.train()
+    epoch = step // steps_per_epoch
+    while step < n_steps:
+        loader = accelerator.prepare(_epoch_loader(train_set, spec, collate, seed, epoch))
+        done_in_epoch = (step - epoch * steps_per_epoch) * spec.gradient_accumulation_steps
+        if done_in_epoch:
+            loader = accelerator.skip_first_batches(loader, done_in_epoch)
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                running_loss, running_count = running_loss + loss.detach().float().item(), running_count + 1
+                if not accelerator.sync_gradients:
+                    continue
+                if spec.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, spec.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                if hooks.after_optimizer_step:
+                    hooks.after_optimizer_step(step)
+                optimizer.zero_grad(set_to_none=True)
+            progress.update(1)
+            mean_loss = running_loss / max(running_count, 1)
+            log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0]}, step)
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(f"training loss became {mean_loss} at step {step}")
+            if step % spec.eval_every == 0 or step == n_steps:
+                state["train_loss"].append({"step": step, "loss": mean_loss})
+                running_loss, running_count = 0.0, 0
+                metrics = evaluate_all()
+                state["evaluations"].append({"step": step, "epoch": step / steps_per_epoch, "split": "dev",
+                                             "metrics": metrics})
+                log({f"dev/{k}": v for k, v in metrics.items()}, step)
+                progress.set_postfix(loss=f"{mean_loss:.4f}", **{main_metric: f"{_metric(metrics, main_metric):.4f}"})
+                value = _metric(metrics, main_metric)
+                if is_better(value):
+                    state["best"] = {"step": step, "value": value, "metrics": metrics}
+                    best_state = trainable_state(accelerator.unwrap_model(model))
+            if step % spec.checkpoint_every == 0 and step < n_steps:
+                state["step"] = step
+                _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, state, best_state)
+            if step >= n_steps:
+                break
+        epoch += 1
+    progress.close()
+    if checkpoint.exists() and not spec.keep_checkpoint and accelerator.is_main_process:
+        shutil.rmtree(checkpoint)
+    return TrainResult(
+        steps=step, total_steps=n_steps, evaluations=state["evaluations"], train_loss=state["train_loss"],
+        best=state["best"], final=state["evaluations"][-1]["metrics"] if state["evaluations"] else {},
+        best_state=best_state, resumed_from_step=resumed_from,
+        notes={"steps_per_epoch": steps_per_epoch, "batches_per_epoch": batches_per_epoch},
+    )
+
+
+def _epoch_loader(train_set, spec: TrainerSpec, collate, seed: int, epoch: int) -> DataLoader:
+    # The order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
+    order = np.random.default_rng([seed, epoch]).permutation(len(train_set)).tolist()
+    return DataLoader(train_set, batch_size=spec.batch_size, sampler=order, collate_fn=collate,
+                      num_workers=spec.num_workers)
+
+
+def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, state, best_state) -> None:
+    """Write to a temporary folder, then swap it in: a kill mid-write leaves the previous checkpoint."""
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(trainable_state(accelerator.unwrap_model(model)), str(tmp / "trainable.safetensors"))
+    if best_state:
+        save_file(best_state, str(tmp / "best.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "state": state}, tmp / "state.pt")
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(folder: Path, model, optimizer, scheduler):
+    bundle = torch.load(folder / "state.pt", weights_only=True)  # tensors and plain containers only
+    load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
+    optimizer.load_state_dict(bundle["optimizer"])
+    scheduler.load_state_dict(bundle["scheduler"])
+    torch.set_rng_state(bundle["torch_rng"])
+    best_file = folder / "best.safetensors"
+    return bundle["state"], (load_file(str(best_file)) if best_file.exists() else {})
+
+
+def total_steps(n_train: int, spec: TrainerSpec, num_processes: int = 1) -> int:
+    """Optimizer steps of the whole run: max_steps, else epochs × steps per epoch (AdaLoRA needs it up front)."""
+    batches_per_epoch = math.ceil(n_train / (spec.batch_size * num_processes))
+    steps_per_epoch = max(1, batches_per_epoch // spec.gradient_accumulation_steps)
+    return spec.max_steps or max(1, math.ceil(spec.epochs * steps_per_epoch))
+
+
+def evaluate_sets(model, sets: dict[str, Any], collate, evaluate, spec: TrainerSpec, accelerator) -> dict[str, float]:
+    """Evaluate on named splits; several splits prefix their metric keys with the split's alias."""
+    results: dict[str, float] = {}
+    for alias, data in sets.items():
+        loader = accelerator.prepare(DataLoader(data, batch_size=spec.eval_batch_size, collate_fn=collate))
+        scores = evaluate(model, loader)
+        results.update(scores if len(sets) == 1 else {f"{alias}/{k}": v for k, v in scores.items()})
+    return results
