@@ -91,7 +91,9 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
     task = spec.task
     tokenizer = models.load_tokenizer(spec.model, padding_side=getattr(family, "PADDING_SIDE", "right"))
     raw = task_data.load_raw(task, sample_splits=family.sample_splits)
-    splits = task_data.apply_protocol(task, raw, spec.protocol, spec.seed)
+    # A family may define its own split logic (reasoning: no dev set, several test sets).
+    apply_protocol = getattr(family, "apply_protocol", task_data.apply_protocol)
+    splits = apply_protocol(task, raw, spec.protocol, spec.seed)
     with accelerator.main_process_first():  # one process tokenises and caches, the others reuse it
         train_set = family.tokenize(task, splits.train, tokenizer, train=True)
         dev_sets = {alias: family.tokenize(task, d, tokenizer, train=False) for alias, d in splits.dev.items()}

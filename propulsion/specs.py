@@ -46,6 +46,7 @@ class TaskSpec:
     dataset_config: str | None = None
     source: str = "hub"
     data_files: dict[str, Any] | None = None
+    data_dir: str | None = None
     text_fields: list[str] = field(default_factory=list)
     label_field: str = "label"
     num_labels: int = 2
@@ -62,7 +63,7 @@ class TaskSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.data_files:
+        if self.data_files or self.data_dir:
             self.source = "files"
         _choice("task.source", self.source, SOURCES)
         if self.size not in ("small", "large"):

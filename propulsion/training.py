@@ -154,7 +154,7 @@ def train(
             log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0]}, step)
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"training loss became {mean_loss} at step {step}")
-            if step % spec.eval_every == 0 or step == n_steps:
+            if dev_loaders and (step % spec.eval_every == 0 or step == n_steps):
                 state["train_loss"].append({"step": step, "loss": mean_loss})
                 running_loss, running_count = 0.0, 0
                 metrics = evaluate_all()
@@ -173,6 +173,9 @@ def train(
                 break
         epoch += 1
     progress.close()
+    if state["best"] is None:  # no dev set (e.g. reasoning): the final model is the one reported
+        state["best"] = {"step": step, "value": None, "metrics": {}}
+        best_state = trainable_state(accelerator.unwrap_model(model))
     if checkpoint.exists() and not spec.keep_checkpoint and accelerator.is_main_process:
         shutil.rmtree(checkpoint)
     return TrainResult(

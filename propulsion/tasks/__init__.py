@@ -8,6 +8,7 @@ A family module provides:
     tokenize(task, dataset, tokenizer, train) -> dataset   model inputs for a raw split
     collator(tokenizer) -> callable                    batches for DataLoader
     evaluate(model, dataloader, task, tokenizer, accelerator) -> {metric: value}
+    apply_protocol(task, raw, protocol, seed) -> data.Splits   (optional; default: data.apply_protocol)
 """
 
 from __future__ import annotations

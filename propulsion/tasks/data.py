@@ -48,20 +48,27 @@ def load_raw(task: TaskSpec, sample_splits=None, seed: int = 0) -> datasets.Data
 
 
 def _load_files(task: TaskSpec, wanted: list[str]) -> datasets.DatasetDict:
+    """Splits from task.data_files (split -> path or URL) or task.data_dir (<split>.jsonl/.json/.csv/.parquet)."""
     files = dict(task.data_files or {})
+    if task.data_dir:
+        for split in wanted:
+            found = [Path(task.data_dir) / f"{split}{suffix}" for suffix in LOCAL_FORMATS]
+            files.setdefault(split, next((str(p) for p in found if p.exists()), str(found[0])))
     missing = [name for name in wanted if name not in files]
     if missing:
         raise UserError(f"task.data_files lacks split(s) {missing}; it names {sorted(files)}")
     loaded = {}
     for split in wanted:
-        path = Path(files[split])
-        if not path.exists():
-            raise UserError(f"task.data_files.{split}: no such file {str(path)!r}")
-        builder = LOCAL_FORMATS.get(path.suffix)
+        location = str(files[split])
+        is_url = "://" in location
+        if not is_url and not Path(location).exists():
+            raise UserError(f"no file for split {split!r}: {location!r} does not exist")
+        suffix = Path(location.split("?")[0]).suffix
+        builder = LOCAL_FORMATS.get(suffix)
         if builder is None:
             valid = ", ".join(LOCAL_FORMATS)
-            raise UserError(f"task.data_files.{split}: unknown format {path.suffix!r}; valid: {valid}")
-        loaded[split] = datasets.load_dataset(builder, data_files=str(path), split="train")
+            raise UserError(f"split {split!r}: unknown file format {suffix!r} ({location}); valid: {valid}")
+        loaded[split] = datasets.load_dataset(builder, data_files=location, split="train")
     return datasets.DatasetDict(loaded)
 
 

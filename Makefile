@@ -1,0 +1,33 @@
+# Everything a user runs: `make demo` and `make test` set themselves up (see README).
+PYTHON ?= python
+# A CPU build for machines without a GPU; set TORCH=torch (or your CUDA wheel) before `make install` on GPUs.
+TORCH ?= torch==2.13.0
+RUNS ?= results/runs
+
+.PHONY: install demo test lint tables bench ntk clean-demo
+
+install:
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
+	$(PYTHON) -m pip install -e ".[dev]"
+
+# Offline, under a minute on 2 cores: tiny built-in RoBERTa, sample SST-2 data written by the project,
+# Propulsion trained and evaluated, one record in results/demo/, the result table printed.
+demo: install
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.run model=tiny-roberta task=sst2 task.source=sample \
+		trainer=quick logger=none output_root=results/demo skip_completed=false resume=false
+
+test: install
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest
+
+lint:
+	ruff check .
+
+# Paper tables and figures from every record under $(RUNS).
+tables:
+	$(PYTHON) -m propulsion.aggregate --runs $(RUNS) --out results
+
+bench:
+	$(PYTHON) scripts/bench.py
+
+clean-demo:
+	rm -rf results/demo
