@@ -118,7 +118,9 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
     )
     if test_sets:  # held-out protocol: the best dev checkpoint, evaluated once on the test split(s)
         training.load_trainable_state(accelerator.unwrap_model(prepared.model), result.best_state)
-        reported = training.evaluate_sets(prepared.model, test_sets, collate, evaluate, trainer, accelerator)
+        # The final evaluation may write per-example predictions next to the record.
+        evaluate_final = partial(evaluate, output_dir=run_dir if accelerator.is_main_process else None)
+        reported = training.evaluate_sets(prepared.model, test_sets, collate, evaluate_final, trainer, accelerator)
     else:
         reported = dict(result.best["metrics"])
     return {

@@ -7,7 +7,9 @@ A family module provides:
     sample_splits(task, seed) -> {split: rows}         small synthetic data in the hub schema
     tokenize(task, dataset, tokenizer, train) -> dataset   model inputs for a raw split
     collator(tokenizer) -> callable                    batches for DataLoader
-    evaluate(model, dataloader, task, tokenizer, accelerator) -> {metric: value}
+    evaluate(model, dataloader, task, tokenizer, accelerator, output_dir=None) -> {metric: value}
+                                                       output_dir: the run folder on the final test evaluation
+                                                       (per-example predictions may go there), else None
     apply_protocol(task, raw, protocol, seed) -> data.Splits   (optional; default: data.apply_protocol)
 """
 

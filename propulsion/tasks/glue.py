@@ -46,7 +46,7 @@ def collator(tokenizer):
 
 
 @torch.no_grad()
-def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator) -> dict[str, float]:
+def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_dir=None) -> dict[str, float]:
     """Predictions over the whole split (gathered across processes), then the official GLUE metric."""
     model.eval()
     predictions, references = [], []
