@@ -1,0 +1,66 @@
+"""Every GLUE task through the real entrypoint: one sweep, tiny model, data written in the hub schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.suite.helpers import GLUE, QUICK, records_under, run_cli, write_glue
+
+# Metric keys each task must report (the official GLUE metrics of each task).
+EXPECTED_KEYS = {
+    "cola": {"matthews_correlation"},
+    "sst2": {"accuracy"},
+    "mrpc": {"accuracy", "f1"},
+    "stsb": {"pearson", "spearmanr"},
+    "qqp": {"accuracy", "f1"},
+    "mnli": {"matched/accuracy", "mismatched/accuracy"},
+    "qnli": {"accuracy"},
+    "rte": {"accuracy"},
+}
+
+
+@pytest.fixture(scope="module")
+def glue_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("glue")
+    for task in GLUE:
+        write_glue(root / "data", task)
+    result = run_cli(
+        *QUICK, f"task={','.join(GLUE)}", f"task.data_dir={root}/data/${{task.name}}",
+        "trainer.max_steps=3", "trainer.eval_every=3", f"output_root={root}/runs", multirun=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {record["task"]: record for record in records_under(root / "runs")}
+
+
+def test_every_task_completes_with_its_official_metrics(glue_sweep):
+    assert set(glue_sweep) == set(GLUE)
+    for task, record in glue_sweep.items():
+        assert record["status"] == "completed", (task, record.get("error"))
+        assert set(record["metrics"]) == EXPECTED_KEYS[task], task
+        assert record["train"]["steps"] == 3
+
+
+def test_paper_degrees_are_the_default(glue_sweep):
+    degrees = {task: record["degree"] for task, record in glue_sweep.items()}
+    assert degrees == {"sst2": 15, "qqp": 15, "rte": 15, "stsb": 15, "qnli": 55, "mrpc": 55, "cola": 20, "mnli": 20}
+
+
+def test_counts_follow_the_number_of_labels(glue_sweep):
+    # tiny-roberta Propulsion(All): 2 layers x (4x32 attention + 64 + 32) + 3x32 embeddings + 32 head dense
+    # = 576, plus one z entry per output label of the head's out_proj.
+    for task, record in glue_sweep.items():
+        labels = GLUE[task][1]
+        assert record["params"]["trainable"] == 576 + labels, task
+
+
+def test_mnli_reports_matched_and_mismatched(glue_sweep):
+    record = glue_sweep["mnli"]
+    assert record["data"]["sizes"] == {"train": 64, "dev/matched": 32, "dev/mismatched": 32}
+
+
+def test_record_provenance(glue_sweep):
+    record = glue_sweep["sst2"]
+    assert record["versions"]["torch"] and record["versions"]["transformers"]
+    assert record["config"]["task"]["name"] == "sst2" and record["seed"] == 0 and record["protocol"] == "paper"
+    assert record["wall_time_s"] > 0 and record["peak_memory_bytes"] > 0
+    assert record["evaluations"][-1]["step"] == 3

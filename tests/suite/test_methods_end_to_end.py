@@ -1,0 +1,67 @@
+"""Every method builds, trains 2 steps through the entrypoint, and records the right parameter count."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.suite.helpers import QUICK, records_under, run_cli, write_glue
+
+METHODS = ["propulsion", "propulsion_attn", "full_ft", "lora", "adalora", "ia3", "bitfit", "prefix", "prompt",
+           "lokr", "loha"]
+
+# tiny-roberta (hidden 32, 2 layers, intermediate 64, 1347-word vocab, 520 positions), 2 labels.
+H, LAYERS, FFN, LABELS = 32, 2, 64, 2
+HEAD = (H * H + H) + (H * LABELS + LABELS)  # classifier.dense + classifier.out_proj, trained in full
+EXPECTED = {
+    "propulsion": LAYERS * (4 * H + FFN + H) + 3 * H + H + LABELS,
+    "propulsion_attn": LAYERS * 3 * H,
+    "lora": LAYERS * 2 * 8 * (H + H) + HEAD,  # r=8 A and B on query and value
+    "adalora": LAYERS * 2 * (12 * H + H * 12 + 12) + HEAD,  # init_r=12: A, B and the rank vector E
+    "ia3": LAYERS * (H + H + H + FFN) + HEAD,  # key, value, attention.output.dense (in 32), output.dense (in 64)
+    "prefix": 20 * LAYERS * 2 * H + HEAD,  # 20 virtual tokens, a key and a value per layer
+    "prompt": 20 * H + HEAD,
+    "lokr": None,  # checked to be > 0 and < full (its factorisation is PEFT's business)
+    "loha": LAYERS * 2 * 2 * 8 * (H + H) + HEAD,  # r=8: two Hadamard factors, each an (A, B) pair
+    "bitfit": None,  # all biases + head: computed from the model below
+    "full_ft": None,
+}
+
+
+@pytest.fixture(scope="module")
+def method_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("methods")
+    data = write_glue(root / "data", "sst2")
+    result = run_cli(*QUICK, "task=sst2", f"task.data_dir={data}", f"method={','.join(METHODS)}",
+                     "trainer.max_steps=2", "trainer.eval_every=2", f"output_root={root}/runs", multirun=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {record["method"]: record for record in records_under(root / "runs")}
+
+
+def test_every_method_trains_and_records(method_sweep):
+    assert set(method_sweep) == set(METHODS)
+    for method, record in method_sweep.items():
+        assert record["status"] == "completed", (method, record.get("error"))
+        assert record["train"]["steps"] == 2
+        assert 0 <= record["metrics"]["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("method", [m for m, n in EXPECTED.items() if n is not None])
+def test_parameter_counts(method_sweep, method):
+    assert method_sweep[method]["params"]["trainable"] == EXPECTED[method]
+
+
+def test_full_bitfit_and_lokr_counts(method_sweep):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from propulsion.tiny import build_tiny_model
+
+    model = build_tiny_model("roberta", AutoModelForSequenceClassification, num_labels=2)
+    total = sum(p.numel() for p in model.parameters())
+    named = model.named_parameters()
+    biases = sum(p.numel() for n, p in named if n.endswith("bias") and not n.startswith("classifier"))
+    assert method_sweep["full_ft"]["params"]["trainable"] == total
+    assert method_sweep["full_ft"]["params"]["total"] == total
+    assert method_sweep["bitfit"]["params"]["trainable"] == biases + HEAD
+    assert HEAD < method_sweep["lokr"]["params"]["trainable"] < total
+    assert isinstance(total, int) and torch.is_tensor(next(model.parameters()))

@@ -1,0 +1,110 @@
+"""Sweeps that survive failures, reruns that skip, killed runs that resume, and one-line user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.suite.helpers import QUICK, REPO, records_under, run_cli, write_glue
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_glue(tmp_path_factory.mktemp("data"), "sst2", n_train=256)
+
+
+def test_completed_run_is_skipped_on_rerun(tmp_path, data):
+    args = [*QUICK, "task=sst2", f"task.data_dir={data}", "trainer.max_steps=2", f"output_root={tmp_path}"]
+    assert run_cli(*args).returncode == 0
+    (first,) = records_under(tmp_path)
+    again = run_cli(*args)
+    assert again.returncode == 0 and "skip:" in again.stdout
+    (second,) = records_under(tmp_path)
+    assert second["finished_at"] == first["finished_at"] and second["run_id"] == first["run_id"]
+    # Changing the seed is another run, not a skip.
+    assert "skip:" not in run_cli(*args, "seed=1").stdout
+    assert len(records_under(tmp_path)) == 2
+
+
+def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path, data):
+    # lr=1e30 drives z^k to inf: the loss becomes non-finite and that job fails; the other job completes.
+    result = run_cli(*QUICK, "task=sst2", f"task.data_dir={data}", "trainer.max_steps=4", "trainer.lr=1e30,1e-3",
+                     f"output_root={tmp_path}", multirun=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    statuses = sorted((r["config"]["trainer"]["lr"], r["status"]) for r in records_under(tmp_path))
+    assert statuses == [(1e-3, "completed"), (1e30, "failed")]
+    failed = next(r for r in records_under(tmp_path) if r["status"] == "failed")
+    assert "FloatingPointError" in failed["error"]
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path, data):
+    args = [*QUICK, "task=sst2", f"task.data_dir={data}", "trainer.max_steps=60", "trainer.checkpoint_every=5",
+            "trainer.eval_every=30", "trainer.batch_size=4"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "propulsion.run", *args, f"output_root={killed}"], cwd=REPO,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(killed.rglob("checkpoint/state.pt")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(killed.rglob("checkpoint/state.pt")), "no checkpoint appeared before the kill"
+    (interrupted,) = records_under(killed)
+    assert interrupted["status"] == "running"  # a complete file that says the run did not finish
+
+    resumed = run_cli(*args, f"output_root={killed}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (record,) = records_under(killed)
+    assert record["status"] == "completed" and record["train"]["resumed_from_step"] >= 5
+    assert not list(killed.rglob("checkpoint"))  # removed once the run completed
+
+    straight = tmp_path / "straight"
+    assert run_cli(*args, f"output_root={straight}").returncode == 0
+    (reference,) = records_under(straight)
+    # Same data order, RNG and optimizer state: the resumed run ends where the uninterrupted one does.
+    assert record["metrics"] == pytest.approx(reference["metrics"], abs=1e-6)
+    assert record["train_loss"][-1]["loss"] == pytest.approx(reference["train_loss"][-1]["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model=roberta-bass", "unknown model 'roberta-bass'; valid choices:"),
+        ("task=sst3", "unknown task 'sst3'; valid choices:"),
+        ("method=lorra", "unknown method 'lorra'; valid choices: adalora, bitfit,"),
+        ("degree=0", "degree"),
+        ("degree=1.5", "1.5"),
+        ("protocol=test", "unknown protocol 'test'; valid choices: paper, heldout"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data, override, expected):
+    result = run_cli(*QUICK, "task=sst2", f"task.data_dir={data}", f"output_root={tmp_path}", override)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], result.stderr[-2000:]
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_unreachable_hub_names_the_model_and_the_fix(tmp_path, data):
+    result = run_cli("model=roberta-base", "trainer=quick", "logger=none", "task=sst2", f"task.data_dir={data}",
+                     f"output_root={tmp_path}")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "FacebookAI/roberta-base" in last and "model.name_or_path=" in last
+    (record,) = records_under(tmp_path)
+    assert record["status"] == "failed"  # complete and marked, never half-written
+
+
+def test_unreachable_dataset_names_the_dataset_and_the_fix(tmp_path):
+    result = run_cli(*QUICK, "task=rte", f"output_root={tmp_path}")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "nyu-mll/glue" in last and "task.data_files=" in last
+    json.dumps(last)
