@@ -151,7 +151,7 @@ def kernel_drift(model_0: torch.nn.Module, model_t: torch.nn.Module, inputs: Map
         k_t = j_t @ j_t.T if k_t is None else k_t + j_t @ j_t.T
         diff_sq += float((j_t - j_0).pow(2).sum())
         ref_sq += float(j_0.pow(2).sum())
-        here = columns[(columns >= offset) & (columns < offset + j_0.shape[1])] - offset
+        here = (columns[(columns >= offset) & (columns < offset + j_0.shape[1])] - offset).to(j_0.device)
         cols_0.append(j_0[:, here])
         cols_t.append(j_t[:, here])
         offset += j_0.shape[1]
@@ -182,7 +182,7 @@ def compare_kernels(k_full: torch.Tensor, k_prop: torch.Tensor) -> dict[str, flo
     diff = (k_full - k_prop).abs()
     norm_f, norm_p = torch.linalg.matrix_norm(k_full), torch.linalg.matrix_norm(k_prop)
     n = k_full.shape[0]
-    center = torch.eye(n, dtype=k_full.dtype) - torch.full((n, n), 1.0 / n, dtype=k_full.dtype)
+    center = torch.eye(n, dtype=k_full.dtype, device=k_full.device) - 1.0 / n
     c_full, c_prop = center @ k_full @ center, center @ k_prop @ center
     return {
         "abs_diff_max": float(diff.max()),
@@ -395,6 +395,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=128, help="tokens per example")
     parser.add_argument("--columns", type=int, default=256, help="Jacobian columns shown in the heatmap")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic examples")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where the models run (default: cuda when available)")
     parser.add_argument("--out", default=None, help="output folder (default: results/runs/ntk-...)")
     args = parser.parse_args(argv)
     if args.n < 2 or args.steps < 0 or args.degree < 1:
@@ -421,11 +423,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         num_labels = 1 if regression else max(2, int(max(labels)) + 1)
         dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
         model, tokenizer = load_model(args.model, num_labels, dtype)
+        model = model.to(args.device)
         prop_model = inject(model, args.degree, args.targets)
-        inputs = dict(tokenizer(texts, padding=True, truncation=True, max_length=args.max_length,
-                                return_tensors="pt"))
-        result = analyse(model, prop_model, inputs, torch.tensor(labels), args.steps, args.lr, args.optimizer,
-                         args.columns)
+        inputs = {key: value.to(args.device) for key, value in tokenizer(
+            texts, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt").items()}
+        labels = torch.tensor(labels, device=args.device)
+        result = analyse(model, prop_model, inputs, labels, args.steps, args.lr, args.optimizer, args.columns)
         trainable = sum(p.numel() for p in select_params(prop_model, "propulsion").values())
         total = sum(p.numel() for p in prop_model.parameters())
         record["params"] = {"trainable": trainable, "total": total, "percent": 100.0 * trainable / total}
