@@ -59,9 +59,13 @@ def load_model(spec: ModelSpec, kind: str, config_overrides: dict[str, Any] | No
 
 
 def load_config(spec: ModelSpec, **overrides):
-    """The model's config only (no weights): parameter counts on the meta device."""
+    """The model's config only (no weights): parameter counts on the meta device. The sizes written in the
+    model's YAML (``architecture``) are used when given, so counts need no download."""
     if spec.tiny:
         return tiny.tiny_config(spec.tiny, **overrides)
+    if spec.architecture:
+        fields = dict(spec.architecture)
+        return transformers.AutoConfig.for_model(fields.pop("model_type"), **fields, **overrides)
     try:
         return transformers.AutoConfig.from_pretrained(spec.name_or_path, revision=spec.revision, **overrides)
     except OSError as error:

@@ -46,6 +46,25 @@ def to_spec(cfg: DictConfig) -> tuple[RunSpec, dict]:
     return RunSpec.from_dict(config), config
 
 
+def compose_spec(overrides: list[str]) -> tuple[RunSpec, dict]:
+    """The spec a command line would give, without running anything (tables, parameter counts)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_spec(compose(config_name="config", overrides=overrides))
+
+
+def parameter_count(model: str, method: str, task: str) -> dict:
+    """Trainable / total parameters of model × method × task on the meta device: no download, no training."""
+    from propulsion import methods, models
+    from propulsion.tasks import get_family
+
+    spec, _ = compose_spec([f"model={model}", f"method={method}", f"task={task}"])
+    family = get_family(spec.task.family)
+    config = models.load_config(spec.model, **family.model_overrides(spec.task))
+    return methods.count_parameters_on_meta(config, spec.method, family.MODEL_KIND)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     from propulsion.experiment import result_table, run_experiment

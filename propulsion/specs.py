@@ -32,6 +32,7 @@ class ModelSpec:
     dtype: str = "float32"
     revision: str | None = None
     trust_remote_code: bool = False
+    architecture: dict[str, Any] | None = None  # config sizes for offline parameter counts
 
     def __post_init__(self) -> None:
         if not self.name_or_path and not self.tiny:

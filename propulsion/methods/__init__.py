@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from propulsion.method import PropulsionConfig, count_parameters, inject_propulsion
+from propulsion.method import PropulsionConfig, count_parameters, head_module_names, inject_propulsion
 from propulsion.method.presets import resolve_targets
 from propulsion.specs import MethodSpec, UserError
 from propulsion.training import Hooks
@@ -40,12 +40,6 @@ class Prepared:
     model: torch.nn.Module
     hooks: Hooks
     details: dict[str, Any]  # what was resolved (target modules, AdaLoRA schedule, ...): into the record
-
-
-def head_module_names(model: torch.nn.Module) -> list[str]:
-    """The task head: top-level children other than the backbone (``base_model_prefix``)."""
-    prefix = getattr(model, "base_model_prefix", "")
-    return [name for name, _ in model.named_children() if name != prefix]
 
 
 def propulsion_config(spec: MethodSpec) -> PropulsionConfig:

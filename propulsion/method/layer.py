@@ -1,0 +1,105 @@
+"""A Propulsion-wrapped layer: the frozen base layer, its Propulsion vectors, and merge/unmerge."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from propulsion.method.config import PropulsionConfig
+from propulsion.method.scaling import apply_scale, compute_scale
+
+
+def output_features(layer: nn.Module) -> int:
+    if isinstance(layer, nn.Linear):
+        return layer.out_features
+    if isinstance(layer, nn.Embedding):
+        return layer.embedding_dim
+    if isinstance(layer, Conv1D):  # GPT-2 style: weight is (in, out)
+        return layer.nf
+    raise TypeError(f"Propulsion wraps nn.Linear, nn.Embedding and Conv1D, not {type(layer).__name__}")
+
+
+def initial_vectors(config: PropulsionConfig, features: int, device) -> torch.Tensor:
+    shape = (config.num_vectors, features)
+    if config.init == "ones":
+        return torch.ones(shape, dtype=torch.float32, device=device)
+    if config.init == "zeros":
+        return torch.zeros(shape, dtype=torch.float32, device=device)
+    vectors = torch.empty(shape, dtype=torch.float32, device=device)
+    if config.init == "normal":
+        return vectors.normal_(1.0, config.init_scale)
+    return vectors.uniform_(1.0 - config.init_scale, 1.0 + config.init_scale)
+
+
+class PropulsionLayer(nn.Module):
+    """Output V of ``base_layer`` becomes V ⊙ pool(z_i ** degree); z is float32, one entry per output feature."""
+
+    def __init__(self, base_layer: nn.Module, config: PropulsionConfig):
+        super().__init__()
+        self.base_layer = base_layer
+        self.degree = config.degree
+        self.pooling = config.pooling
+        weight = base_layer.weight
+        self.propulsion = nn.Parameter(initial_vectors(config, output_features(base_layer), weight.device))
+        self.merged = False
+
+    def scale(self) -> torch.Tensor:
+        return compute_scale(self.propulsion, self.degree, self.pooling)
+
+    def forward(self, *args, **kwargs):
+        output = self.base_layer(*args, **kwargs)
+        if self.merged:
+            return output
+        return apply_scale(output, self.scale())
+
+    def __getattr__(self, name: str):
+        # weight, bias, in_features, padding_idx, ...: code that inspects the layer sees the base layer's.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_layer":
+                raise
+            return getattr(self.base_layer, name)
+
+    def _apply(self, fn, recurse=True):
+        # model.to(bfloat16) casts everything; the Propulsion vectors stay float32 (z**k needs the range).
+        super()._apply(fn, recurse)
+        if self.propulsion.dtype != torch.float32:
+            self.propulsion.data = self.propulsion.data.float()
+        return self
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the scale into the base weights: (Wx + b) ⊙ s = (diag(s) W) x + b ⊙ s, exactly.
+        New tensors are made, not edited in place, so a weight tied to another module is left intact."""
+        if self.merged:
+            return
+        self._rescale(self.scale())
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if not self.merged:
+            return
+        scale = self.scale()
+        if bool((scale == 0).any()):
+            raise ValueError("cannot unmerge: a Propulsion scale is exactly 0, so the base weights are lost")
+        self._rescale(1.0 / scale)
+        self.merged = False
+
+    def _rescale(self, scale: torch.Tensor) -> None:
+        layer = self.base_layer
+        weight = layer.weight
+        s = scale.to(device=weight.device)
+        if isinstance(layer, nn.Linear):
+            new_weight = weight.float() * s[:, None]
+        else:  # Embedding rows and Conv1D columns are both indexed by output feature on the last dim
+            new_weight = weight.float() * s[None, :]
+        layer.weight = nn.Parameter(new_weight.to(weight.dtype), requires_grad=weight.requires_grad)
+        bias = getattr(layer, "bias", None)
+        if bias is not None:
+            layer.bias = nn.Parameter((bias.float() * s).to(bias.dtype), requires_grad=bias.requires_grad)
+
+    def extra_repr(self) -> str:
+        return f"degree={self.degree}, num_vectors={self.propulsion.shape[0]}, pooling={self.pooling}"

@@ -1,0 +1,166 @@
+"""Injection into a transformers model, the PropulsionModel wrapper, save/load and parameter counting."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from propulsion.method.config import PropulsionConfig
+from propulsion.method.layer import PropulsionLayer
+from propulsion.method.presets import head_module_names, resolve_targets
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "propulsion_config.json"
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    trainable: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.trainable / self.total if self.total else 0.0
+
+
+def count_parameters(model: nn.Module) -> ParameterCount:
+    """Trainable and total parameters; a tensor shared by two modules counts once (works on meta too)."""
+    trainable = total = 0
+    for parameter in model.parameters():  # parameters() yields each shared tensor once
+        total += parameter.numel()
+        if parameter.requires_grad:
+            trainable += parameter.numel()
+    return ParameterCount(trainable, total)
+
+
+def propulsion_layers(model: nn.Module) -> dict[str, PropulsionLayer]:
+    return {name: module for name, module in model.named_modules() if isinstance(module, PropulsionLayer)}
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def inject_propulsion(model: nn.Module, config: PropulsionConfig) -> list[str]:
+    """Freeze ``model``, wrap the targeted layers in place, and mark what trains; returns the wrapped names."""
+    if propulsion_layers(model):
+        raise ValueError("this model already holds Propulsion layers; merge_and_unload() it first")
+    heads = head_module_names(model)
+    names = resolve_targets(model, config.targets, config.architecture,
+                            exclude_prefixes=heads if config.head == "full" else None)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for name in names:
+        _replace(model, name, PropulsionLayer(model.get_submodule(name), config))
+    if config.head == "full":
+        for head in heads:
+            for parameter in model.get_submodule(head).parameters():
+                parameter.requires_grad_(True)
+    if config.bias == "all":
+        for parameter_name, parameter in model.named_parameters():
+            if parameter_name.endswith("bias"):
+                parameter.requires_grad_(True)
+    model.propulsion_config = config  # read back by save_pretrained
+    return names
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only what trains (z vectors, plus head / biases when their policy trains them), as CPU copies."""
+    return {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters()
+            if p.requires_grad}
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy tensors into the model; a missing key or a shape mismatch is a clear ValueError."""
+    params = dict(model.named_parameters())
+    for key, value in state.items():
+        if key not in params:
+            raise ValueError(f"adapter tensor {key!r} has no place in this model (architectures differ?)")
+        if tuple(params[key].shape) != tuple(value.shape):
+            raise ValueError(f"adapter tensor {key!r} has shape {tuple(value.shape)} but the model's is "
+                             f"{tuple(params[key].shape)}: the adapter was trained on a different model size")
+    with torch.no_grad():
+        for key, value in state.items():
+            params[key].copy_(value.to(params[key].device, params[key].dtype))
+
+
+class PropulsionModel(nn.Module):
+    """A transformers model with Propulsion injected; forward, generate and attributes pass through."""
+
+    def __init__(self, model: nn.Module, config: PropulsionConfig):
+        super().__init__()
+        self.base_model = model
+        self.propulsion_config = config
+        self.wrapped_modules = inject_propulsion(model, config)
+
+    def forward(self, *args, **kwargs):
+        return self.base_model(*args, **kwargs)
+
+    def generate(self, *args, **kwargs):
+        return self.base_model.generate(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_model":
+                raise
+            return getattr(self.base_model, name)
+
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        counted = count_parameters(self)
+        return counted.trainable, counted.total
+
+    def print_trainable_parameters(self) -> None:
+        counted = count_parameters(self)
+        print(f"trainable params: {counted.trainable:,} || all params: {counted.total:,} "
+              f"|| trainable%: {counted.percent:.4f}")
+
+    def merge(self) -> None:
+        for layer in propulsion_layers(self.base_model).values():
+            layer.merge()
+
+    def unmerge(self) -> None:
+        for layer in propulsion_layers(self.base_model).values():
+            layer.unmerge()
+
+    def merge_and_unload(self) -> nn.Module:
+        """The plain model: every wrapper merged and replaced by its base layer."""
+        for name, layer in propulsion_layers(self.base_model).items():
+            layer.merge()
+            _replace(self.base_model, name, layer.base_layer)
+        if hasattr(self.base_model, "propulsion_config"):
+            del self.base_model.propulsion_config
+        return self.base_model
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if any(layer.merged for layer in propulsion_layers(self.base_model).values()):
+            raise ValueError("unmerge() before save_pretrained(): merged weights are not an adapter")
+        save_file(trainable_state(self.base_model), str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        payload = {"propulsion_config": self.propulsion_config.to_dict(),
+                   "base_model_type": getattr(getattr(self.base_model, "config", None), "model_type", None)}
+        (directory / ADAPTER_CONFIG).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, base_model: nn.Module, directory: str | Path) -> PropulsionModel:
+        directory = Path(directory)
+        for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+            if not (directory / required).exists():
+                raise ValueError(f"{directory} holds no Propulsion adapter: {required} is missing")
+        payload = json.loads((directory / ADAPTER_CONFIG).read_text())
+        model = cls(base_model, PropulsionConfig.from_dict(payload["propulsion_config"]))
+        load_trainable_state(model.base_model, load_file(str(directory / ADAPTER_WEIGHTS)))
+        return model
+
+
+def get_propulsion_model(model: nn.Module, config: PropulsionConfig) -> PropulsionModel:
+    return PropulsionModel(model, config)

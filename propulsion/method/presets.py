@@ -1,0 +1,123 @@
+"""Target presets per architecture: which modules `attn`, `mlp`, `embedding`, ... mean for a model type.
+
+`all` needs no table: every nn.Linear and nn.Embedding. The others are regexes over full module names.
+"""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+_BERT_LIKE = {
+    "query": [r".*attention\.self\.query"],
+    "key": [r".*attention\.self\.key"],
+    "value": [r".*attention\.self\.value"],
+    # The FFN's output.dense, not attention.output.dense.
+    "mlp": [r".*intermediate\.dense", r".*layer\.\d+\.output\.dense"],
+    "embedding": [r".*embeddings\.(word|position|token_type)_embeddings"],
+}
+_DEBERTA = {
+    "query": [r".*attention\.self\.query_proj"],
+    "key": [r".*attention\.self\.key_proj"],
+    "value": [r".*attention\.self\.value_proj"],
+    "mlp": _BERT_LIKE["mlp"],
+    "embedding": [r".*embeddings\.word_embeddings"],
+}
+_BART = {
+    "query": [r".*(self_attn|encoder_attn)\.q_proj"],
+    "key": [r".*(self_attn|encoder_attn)\.k_proj"],
+    "value": [r".*(self_attn|encoder_attn)\.v_proj"],
+    "mlp": [r".*\.fc1", r".*\.fc2"],
+    "embedding": [r".*embed_tokens", r".*embed_positions"],
+}
+_LLAMA = {
+    "query": [r".*self_attn\.q_proj"],
+    "key": [r".*self_attn\.k_proj"],
+    "value": [r".*self_attn\.v_proj"],
+    "mlp": [r".*mlp\.(gate_proj|up_proj|down_proj)"],
+    "embedding": [r".*embed_tokens"],
+}
+_FUSED_QKV = {  # BLOOM and Falcon compute query, key and value in one Linear
+    "qkv": [r".*query_key_value"],
+    "mlp": [r".*dense_h_to_4h", r".*dense_4h_to_h"],
+    "embedding": [r".*word_embeddings"],
+}
+_GPTJ = {
+    "query": [r".*attn\.q_proj"],
+    "key": [r".*attn\.k_proj"],
+    "value": [r".*attn\.v_proj"],
+    "mlp": [r".*mlp\.fc_in", r".*mlp\.fc_out"],
+    "embedding": [r".*\.wte"],
+}
+_PHI = {
+    "query": [r".*self_attn\.q_proj"],
+    "key": [r".*self_attn\.k_proj"],
+    "value": [r".*self_attn\.v_proj"],
+    "mlp": [r".*mlp\.fc1", r".*mlp\.fc2"],
+    "embedding": [r".*embed_tokens"],
+}
+ARCHITECTURES: dict[str, dict[str, list[str]]] = {
+    "roberta": _BERT_LIKE, "bert": _BERT_LIKE, "xlm-roberta": _BERT_LIKE, "electra": _BERT_LIKE,
+    "deberta-v2": _DEBERTA, "bart": _BART, "mbart": _BART, "llama": _LLAMA, "mistral": _LLAMA,
+    "bloom": _FUSED_QKV, "falcon": _FUSED_QKV, "gptj": _GPTJ, "phi": _PHI,
+}
+WRAPPABLE = (nn.Linear, nn.Embedding)
+
+
+def preset_patterns(model_type: str | None, preset: str) -> list[str]:
+    """Regexes for a preset on an architecture; `attn` and `qkv` are query + key + value."""
+    table = ARCHITECTURES.get(model_type or "")
+    if table is None:
+        raise ValueError(
+            f"no target presets for model_type {model_type!r} (known: {', '.join(sorted(ARCHITECTURES))}); "
+            f"pass targets='all' or a list of module-name patterns"
+        )
+    if preset in ("attn", "qkv"):
+        if "qkv" in table:
+            return table["qkv"]
+        return table["query"] + table["key"] + table["value"]
+    if preset not in table:
+        raise ValueError(
+            f"{model_type} computes query, key and value in one fused module (query_key_value): "
+            f"preset {preset!r} cannot select one of them; use targets='attn' or module-name patterns"
+        )
+    return table[preset]
+
+
+def pattern_matches(pattern: str, name: str) -> bool:
+    return name == pattern or name.endswith("." + pattern) or re.fullmatch(pattern, name) is not None
+
+
+def wrappable_modules(model: nn.Module) -> dict[str, nn.Module]:
+    return {name: module for name, module in model.named_modules() if isinstance(module, WRAPPABLE) and name}
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """The task head: the model's top-level children other than its backbone (``base_model_prefix``)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    children = [name for name, _ in model.named_children()]
+    if prefix not in children:  # a bare backbone (AutoModel) has no head
+        return []
+    return [name for name in children if name != prefix]
+
+
+def resolve_targets(model: nn.Module, targets, architecture: str | None = None,
+                    exclude_prefixes: list[str] | None = None) -> list[str]:
+    """Names of the Linear/Embedding modules a preset or pattern list selects (error if none match)."""
+    candidates = wrappable_modules(model)
+    excluded = tuple(f"{p}." for p in exclude_prefixes or [])
+    names = [n for n in candidates if not (n.startswith(excluded) or n in (exclude_prefixes or []))]
+    if targets == "all":
+        return names
+    if isinstance(targets, str):
+        model_type = architecture or getattr(getattr(model, "config", None), "model_type", None)
+        patterns = preset_patterns(model_type, targets)
+        selected = [n for n in names if any(pattern_matches(p, n) for p in patterns)]
+        if not selected:
+            raise ValueError(f"preset {targets!r} matched no Linear/Embedding module of this {model_type} model")
+        return selected
+    unmatched = [p for p in targets if not any(pattern_matches(p, n) for n in names)]
+    if unmatched:
+        raise ValueError(f"target pattern(s) {unmatched} match no Linear/Embedding module of the model")
+    return [n for n in names if any(pattern_matches(p, n) for p in targets)]
