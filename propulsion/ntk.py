@@ -179,6 +179,8 @@ def compare_kernels(k_full: torch.Tensor, k_prop: torch.Tensor) -> dict[str, flo
     alignment is near 1 whatever else they share; ``centered_alignment`` (the cosine after removing row
     and column means, as in CKA) compares only how the kernels tell the examples apart.
     """
+    # float64: the library keeps z in float32 even in a float64 model, so K_P may be float32 while K_F is not
+    k_full, k_prop = k_full.double(), k_prop.double()
     diff = (k_full - k_prop).abs()
     norm_f, norm_p = torch.linalg.matrix_norm(k_full), torch.linalg.matrix_norm(k_prop)
     n = k_full.shape[0]

@@ -203,3 +203,47 @@ def test_compare_kernels_golden_values():
     offset = ntk.compare_kernels(k + 100.0, other + 100.0)
     assert offset["alignment"] > plain["alignment"]
     assert offset["centered_alignment"] == pytest.approx(plain["centered_alignment"])
+
+
+# ------------------------------------------------------------------ with the Propulsion library
+
+needs_method = pytest.mark.skipif(not HAS_METHOD, reason="propulsion.method not importable")
+
+
+class _Dense(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(5, 7)
+        self.register_buffer("readout", torch.randn(7))
+
+    def forward(self, x):
+        return self.dense(x) @ self.readout
+
+
+@needs_method
+def test_library_layer_matches_closed_form():
+    from propulsion.method import PropulsionConfig, inject_propulsion, propulsion_layers
+
+    torch.manual_seed(1)
+    model, x, k = _Dense(), torch.randn(4, 5), 4
+    assert inject_propulsion(model, PropulsionConfig(degree=k, targets=["dense"])) == ["dense"]
+    layer = propulsion_layers(model)["dense"]
+    with torch.no_grad():
+        layer.propulsion.copy_(1 + 0.1 * torch.randn_like(layer.propulsion))
+    z, r, v = layer.propulsion.detach()[0], model.readout, layer.base_layer(x).detach()
+    grads = k * z ** (k - 1) * r * v
+    torch.testing.assert_close(_ntk(model, x, "propulsion"), grads @ grads.T, rtol=1e-5, atol=1e-6)
+
+
+@needs_method
+def test_library_full_kernel_at_init_is_the_plain_models(roberta):
+    model, inputs, _ = roberta
+    injected = ntk.inject(model, degree=15, targets="all")
+    z = ntk.select_params(injected, "propulsion")
+    assert all(name.endswith("propulsion") for name in z)
+    assert "classifier.dense.propulsion" in z and "classifier.out_proj.propulsion" in z  # the head's z train
+    # z = 1: the injected model's kernel over the base weights is plain full fine-tuning's
+    plain = ntk.empirical_ntk(model, inputs, ntk.select_params(model, "full"))
+    wrapped = ntk.empirical_ntk(injected, inputs, ntk.select_params(injected, "full"))
+    torch.testing.assert_close(wrapped, plain, rtol=1e-5, atol=1e-5 * float(plain.abs().max()))
+    assert len(model.state_dict()) == len([n for n in injected.state_dict() if "propulsion" not in n])
