@@ -126,7 +126,7 @@ def train(
 
     step = state["step"]
     progress = tqdm(total=n_steps, initial=step, desc="train", disable=not accelerator.is_local_main_process)
-    running_loss, running_count = 0.0, 0
+    running_loss, running_count = state.get("running_loss", (0.0, 0))  # the loss mean since the last evaluation
     model.train()
     epoch = step // steps_per_epoch
     while step < n_steps:
@@ -167,7 +167,7 @@ def train(
                     state["best"] = {"step": step, "value": value, "metrics": metrics}
                     best_state = trainable_state(accelerator.unwrap_model(model))
             if step % spec.checkpoint_every == 0 and step < n_steps:
-                state["step"] = step
+                state["step"], state["running_loss"] = step, (running_loss, running_count)
                 _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, state, best_state)
             if step >= n_steps:
                 break
@@ -189,8 +189,11 @@ def train(
 def _epoch_loader(train_set, spec: TrainerSpec, collate, seed: int, epoch: int) -> DataLoader:
     # The order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
     order = np.random.default_rng([seed, epoch]).permutation(len(train_set)).tolist()
+    # Its own generator: creating the iterator must not draw from the global RNG that dropout uses,
+    # or a resumed run (iterator created mid-epoch) would see different dropout masks.
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return DataLoader(train_set, batch_size=spec.batch_size, sampler=order, collate_fn=collate,
-                      num_workers=spec.num_workers)
+                      num_workers=spec.num_workers, generator=generator)
 
 
 def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, state, best_state) -> None:
