@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from propulsion.tasks import samples
@@ -33,7 +34,8 @@ def write_glue(folder: Path, task: str, n_train: int = 64, n_eval: int = 32) -> 
 
 def run_cli(*overrides: str, multirun: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "propulsion.run", *(["-m"] if multirun else []), *overrides]
+    sweep = [f"hydra.sweep.dir={tempfile.mkdtemp(prefix='sweep-')}"] if multirun else []  # not in the repo
+    command = [sys.executable, "-m", "propulsion.run", *(["-m"] if multirun else []), *overrides, *sweep]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
