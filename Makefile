@@ -31,3 +31,7 @@ bench:
 
 clean-demo:
 	rm -rf results/demo
+
+# NTK analysis (paper §3, App. B-C): full fine-tuning vs Propulsion kernels on a tiny model, offline.
+ntk:
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.ntk --model tiny-roberta --out results/runs/ntk-tiny

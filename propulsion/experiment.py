@@ -21,7 +21,10 @@ NON_IDENTITY_KEYS = ("logger", "output_root", "run_name", "skip_completed", "res
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
+    identity = {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
+    if identity.get("method", {}).get("kind") != "propulsion":
+        identity.pop("degree", None)  # only Propulsion reads the degree: a LoRA run at degree 1 and 15 is one run
+    return identity
 
 
 def run_dir_for(spec: RunSpec, run_id: str) -> Path:

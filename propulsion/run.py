@@ -9,6 +9,7 @@ Compose the config -> typed specs -> :func:`propulsion.experiment.run_experiment
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -83,7 +84,8 @@ def main(cfg: DictConfig) -> float:
             raise
         print(f"job failed (recorded, sweep continues): {type(error).__name__}: {error}", file=sys.stderr)
         return math.nan
-    print(result_table(record))
+    if int(os.environ.get("RANK", "0")) == 0:  # one table under `accelerate launch` / torchrun
+        print(result_table(record))
     metrics = record.get("metrics") or {}
     main_metric = record.get("main_metric")
     value = metrics.get(main_metric, metrics.get(str(main_metric).split("/")[-1]))

@@ -32,8 +32,11 @@ def write_glue(folder: Path, task: str, n_train: int = 64, n_eval: int = 32) -> 
     return folder / task
 
 
-def run_cli(*overrides: str, multirun: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(*overrides: str, multirun: bool = False, timeout: int = 600,
+            drop_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}
+    for name in drop_env:
+        env.pop(name, None)
     sweep = [f"hydra.sweep.dir={tempfile.mkdtemp(prefix='sweep-')}"] if multirun else []  # not in the repo
     command = [sys.executable, "-m", "propulsion.run", *(["-m"] if multirun else []), *overrides, *sweep]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
