@@ -4,7 +4,7 @@ PYTHON ?= python
 TORCH ?= torch==2.13.0
 RUNS ?= results/runs
 
-.PHONY: install demo test lint tables bench ntk clean-demo
+.PHONY: install demo test lint tables bench ntk experiment table1 table5 clean-demo
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
@@ -25,6 +25,17 @@ lint:
 # Paper tables and figures from every record under $(RUNS).
 tables:
 	$(PYTHON) -m propulsion.aggregate --runs $(RUNS) --out results
+
+# One paper table or figure: the sweep in experiments/NAME.yaml (SLURM: add hydra/launcher=submitit_slurm).
+experiment:
+	$(PYTHON) -m propulsion.run --config-dir experiments --config-name $(NAME) $(ARGS)
+
+table1:
+	$(MAKE) experiment NAME=table1_roberta_base
+	$(MAKE) experiment NAME=table1_roberta_large
+
+table5:
+	$(MAKE) experiment NAME=table5_layers
 
 bench:
 	$(PYTHON) scripts/bench.py

@@ -1,0 +1,56 @@
+"""experiments/: each file is a sweep over valid choices, and runs through the entrypoint as written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from propulsion.method.config import INITS, POOLINGS, PRESETS
+from propulsion.run import CONF_DIR, group_choices
+from tests.suite.helpers import REPO, records_under, run_cli
+
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+VALID = {"method.targets": PRESETS, "method.pooling": POOLINGS, "method.init": INITS}
+TINY = ["model=tiny-roberta", "task.source=sample", "trainer=quick", "trainer.max_steps=2", "logger=none"]
+
+
+def test_experiment_files_exist_for_the_paper():
+    names = {path.stem for path in EXPERIMENTS}
+    assert {"table1_roberta_base", "table1_roberta_large", "table5_layers", "fig5_degree", "fig5_steps",
+            "fig3_convergence", "fig8_init", "fig10_vectors", "fig11_pooling", "hparams_optuna"} <= names
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_sweep_values_are_valid_choices(path: Path):
+    config = yaml.safe_load(path.read_text())
+    assert "config" in config["defaults"]
+    params = config["hydra"]["sweeper"]["params"]
+    for key, values in params.items():
+        if not isinstance(values, str) or "(" in values:  # optuna distributions
+            continue
+        for value in values.split(","):
+            if key in ("model", "task", "method"):
+                assert value in group_choices(key), (path.stem, key, value)
+            elif key in VALID:
+                assert value in VALID[key], (path.stem, key, value)
+    assert (CONF_DIR / "config.yaml").exists()
+
+
+def test_an_experiment_runs_as_written(tmp_path):
+    # fig11_pooling with the tiny model on one task: one job per pooling, 3 vectors each.
+    result = run_cli("--config-dir", "experiments", "--config-name", "fig11_pooling", *TINY, "task=sst2",
+                     f"output_root={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = records_under(tmp_path)
+    assert sorted(r["config"]["method"]["pooling"] for r in records) == ["l2", "max", "mean", "min"]
+    assert {r["params"]["trainable"] for r in records} == {3 * 578}
+
+
+def test_optuna_search_returns_the_metric(tmp_path):
+    result = run_cli("--config-dir", "experiments", "--config-name", "hparams_optuna", *TINY, "task=sst2",
+                     "hydra.sweeper.n_trials=2", f"output_root={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Best value" in result.stdout + result.stderr
+    assert len(records_under(tmp_path)) == 2
