@@ -18,8 +18,14 @@ def test_demo_trains_propulsion_and_prints_the_result_table(tmp_path):
 
 
 def test_heldout_protocol_small_task_splits_validation(tmp_path):
+    # Local files named one by one, as CSV: task.data_files={train: ..., validation: ...}.
+    import pandas as pd
+
     data = write_glue(tmp_path / "data", "rte", n_train=32, n_eval=40)
-    result = run_cli(*QUICK, "task=rte", f"task.data_dir={data}", "protocol=heldout", "trainer.max_steps=2",
+    for split in ("train", "validation"):
+        pd.read_json(data / f"{split}.jsonl", lines=True).to_csv(data / f"{split}.csv", index=False)
+    files = f"task.data_files={{train:{data}/train.csv,validation:{data}/validation.csv}}"
+    result = run_cli(*QUICK, "task=rte", files, "protocol=heldout", "trainer.max_steps=2",
                      f"output_root={tmp_path}/runs")
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = records_under(tmp_path / "runs")
