@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
-import traceback
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -70,21 +68,10 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
     if main:
         records.write_json_atomic(record_path, record)
     tracker = Tracker(spec.logger, run_dir.name, config, enabled=main)
-    started = time.time()
     try:
-        record.update(_train_and_evaluate(spec, trainer, family, accelerator, run_dir, tracker))
-        record["status"] = "completed"
-    except BaseException as error:  # recorded, then re-raised: the caller decides whether to go on
-        record["status"] = "failed"
-        record["error"] = f"{type(error).__name__}: {error}"
-        record["traceback"] = traceback.format_exc(limit=8)
-        raise
+        with records.recording(record, record_path, write=main):
+            record.update(_train_and_evaluate(spec, trainer, family, accelerator, run_dir, tracker))
     finally:
-        record["wall_time_s"] = round(time.time() - started, 3)
-        record["peak_memory_bytes"], record["peak_memory_kind"] = training.peak_memory()
-        record["finished_at"] = records.utc_now()
-        if main:
-            records.write_json_atomic(record_path, record)
         tracker.summary({"status": record["status"], **record.get("metrics", {})})
         tracker.finish(failed=record["status"] != "completed")
     return record

@@ -25,7 +25,6 @@ import json
 import math
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -416,8 +415,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         run_id=f"ntk-{records.config_fingerprint(config)}", model=args.model, task=None, family="ntk",
         method="propulsion", degree=args.degree, seed=args.seed, config=config, run_dir=str(out),
     )
-    started = time.time()
-    try:
+    with records.recording(record, out / records.RECORD_NAME):
         torch.manual_seed(args.seed)
         texts, labels, task = load_examples(args.data, args.n, args.seed)
         record["task"] = task
@@ -443,19 +441,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "kernel_change_full": result["drift"]["full"]["kernel_relative_change"],
             "kernel_change_propulsion": result["drift"]["propulsion"]["kernel_relative_change"],
         }
-        record["status"] = "completed"
-    except BaseException as error:
-        record["status"] = "failed"
-        record["error"] = f"{type(error).__name__}: {error}"
-        record["traceback"] = traceback.format_exc(limit=8)
-        raise
-    finally:
-        from propulsion.training import peak_memory
-
-        record["wall_time_s"] = round(time.time() - started, 3)
-        record["peak_memory_bytes"], record["peak_memory_kind"] = peak_memory()
-        record["finished_at"] = records.utc_now()
-        records.write_json_atomic(out / records.RECORD_NAME, record)
     return record
 
 

@@ -24,6 +24,10 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -132,3 +136,35 @@ def new_record(**fields: Any) -> dict[str, Any]:
     }
     record.update(fields)
     return record
+
+
+def peak_memory() -> tuple[int, str]:
+    """(bytes, kind): CUDA peak allocated when a GPU was used, else the process's peak resident set size."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return int(torch.cuda.max_memory_allocated()), "cuda_max_allocated"
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process_peak_rss"
+
+
+@contextmanager
+def recording(record: dict[str, Any], path: str | Path, write: bool = True) -> Iterator[dict[str, Any]]:
+    """Run the body, then mark the record completed or failed (with the error), add wall time, peak memory
+    and the finish time, and write it atomically — also when the body raises (the error is re-raised)."""
+    started = time.time()
+    try:
+        yield record
+        record["status"] = "completed"
+    except BaseException as error:
+        record["status"] = "failed"
+        record["error"] = f"{type(error).__name__}: {error}"
+        record["traceback"] = traceback.format_exc(limit=8)
+        raise
+    finally:
+        record["wall_time_s"] = round(time.time() - started, 3)
+        record["peak_memory_bytes"], record["peak_memory_kind"] = peak_memory()
+        record["finished_at"] = utc_now()
+        if write:
+            write_json_atomic(path, record)

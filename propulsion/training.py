@@ -7,7 +7,6 @@ run resumes from its last checkpoint at the same step with the same data order.
 from __future__ import annotations
 
 import math
-import resource
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,13 +56,6 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
-
-
-def peak_memory() -> tuple[int, str]:
-    """(bytes, kind): CUDA peak allocated when a GPU is used, else the process's peak RSS."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return int(torch.cuda.max_memory_allocated()), "cuda_max_allocated"
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process_peak_rss"
 
 
 def _metric(metrics: dict[str, float], name: str) -> float:
