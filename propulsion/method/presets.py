@@ -63,6 +63,10 @@ ARCHITECTURES: dict[str, dict[str, list[str]]] = {
     "bloom": _FUSED_QKV, "falcon": _FUSED_QKV, "gptj": _GPTJ, "phi": _PHI,
 }
 WRAPPABLE = (nn.Linear, nn.Embedding)
+# Modules whose weight is read directly (never called), so a wrapper's z would get no gradient: `all` skips
+# them. DeBERTa reads rel_embeddings.weight for its relative positions; BART's `shared` is only the tied
+# source of encoder/decoder embed_tokens, which are the modules actually called.
+NEVER_CALLED = {"deberta-v2": [r".*rel_embeddings"], "bart": [r"(model\.)?shared"], "mbart": [r"(model\.)?shared"]}
 
 
 def preset_patterns(model_type: str | None, preset: str) -> list[str]:
@@ -94,12 +98,14 @@ def wrappable_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def head_module_names(model: nn.Module) -> list[str]:
-    """The task head: the model's top-level children other than its backbone (``base_model_prefix``)."""
+    """The task head: the model's top-level children other than its backbone (``base_model_prefix``) and other
+    than its output embeddings — a language model's lm_head is pretrained (often tied), not a new task head."""
     prefix = getattr(model, "base_model_prefix", "")
-    children = [name for name, _ in model.named_children()]
+    children = dict(model.named_children())
     if prefix not in children:  # a bare backbone (AutoModel) has no head
         return []
-    return [name for name in children if name != prefix]
+    output_embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return [name for name, child in children.items() if name != prefix and child is not output_embeddings]
 
 
 def resolve_targets(model: nn.Module, targets, architecture: str | None = None,
@@ -109,7 +115,9 @@ def resolve_targets(model: nn.Module, targets, architecture: str | None = None,
     excluded = tuple(f"{p}." for p in exclude_prefixes or [])
     names = [n for n in candidates if not (n.startswith(excluded) or n in (exclude_prefixes or []))]
     if targets == "all":
-        return names
+        model_type = architecture or getattr(getattr(model, "config", None), "model_type", None)
+        dead = NEVER_CALLED.get(model_type or "", [])
+        return [n for n in names if not any(re.fullmatch(p, n) for p in dead)]
     if isinstance(targets, str):
         model_type = architecture or getattr(getattr(model, "config", None), "model_type", None)
         patterns = preset_patterns(model_type, targets)

@@ -63,8 +63,10 @@ def validate(spec: MethodSpec) -> None:
 def apply_method(model: torch.nn.Module, spec: MethodSpec, model_kind: str, total_steps: int | None = None) -> Prepared:
     """Freeze what the method freezes and attach what it trains. ``total_steps`` is AdaLoRA's schedule."""
     if spec.kind == "propulsion":
+        heads = head_module_names(model)
         wrapped = inject_propulsion(model, propulsion_config(spec))
-        return Prepared(model, Hooks(), {"wrapped_modules": len(wrapped)})
+        return Prepared(model, Hooks(), {"wrapped_modules": len(wrapped), "head_modules": heads,
+                                         "head_policy": spec.head})
     if spec.kind == "full":
         for parameter in model.parameters():
             parameter.requires_grad_(True)
@@ -116,7 +118,8 @@ def _peft(model: torch.nn.Module, spec: MethodSpec, model_kind: str, total_steps
         kwargs.update(total_step=total_steps, tinit=tinit, tfinal=tfinal)
         details.update(total_step=total_steps, tinit=tinit, tfinal=tfinal)
     config_class = getattr(peft, PEFT_CONFIGS[spec.peft_type])
-    config = config_class(task_type=PEFT_TASK_TYPES[model_kind], modules_to_save=heads or None, **kwargs)
+    # PEFT appends to the list it is given: hand it a copy so the record's list stays as resolved.
+    config = config_class(task_type=PEFT_TASK_TYPES[model_kind], modules_to_save=list(heads) or None, **kwargs)
     peft_model = peft.get_peft_model(model, config)
     hooks = Hooks()
     if spec.peft_type == "ADALORA":
