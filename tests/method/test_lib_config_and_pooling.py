@@ -1,0 +1,85 @@
+"""Multi-Propulsion pooling, initialisation, and one clear ValueError per bad config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from propulsion import PropulsionConfig, get_propulsion_model
+from propulsion.method import PropulsionConfig as Config
+from propulsion.method import PropulsionLayer
+from tests.method.tiny_models import batch, outputs, roberta_classifier
+
+
+def linear_layer(**config) -> PropulsionLayer:
+    torch.manual_seed(0)
+    return PropulsionLayer(nn.Linear(3, 2), PropulsionConfig(**config))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "min", "l2", "prod"])
+def test_one_vector_is_the_plain_method_bit_for_bit(pooling):
+    plain, pooled = linear_layer(degree=3), linear_layer(degree=3, pooling=pooling)
+    with torch.no_grad():
+        plain.propulsion.fill_(1.1)
+        pooled.propulsion.fill_(1.1)
+    x = torch.randn(4, 3)
+    assert torch.equal(plain(x), pooled(x))
+
+
+@pytest.mark.parametrize(("pooling", "scale"), [
+    # z rows (1, 2), (2, 1), (3, 0.5) at degree 2 give scales (1, 4), (4, 1), (9, 0.25) per output feature
+    ("mean", [14 / 3, 5.25 / 3]), ("max", [9, 4]), ("min", [1, 0.25]), ("prod", [36, 1]),
+    ("l2", [((1 + 16 + 81) / 3) ** 0.5, ((16 + 1 + 0.0625) / 3) ** 0.5]),
+])
+def test_three_vectors_pool_their_scales(pooling, scale):
+    layer = linear_layer(degree=2, num_vectors=3, pooling=pooling)
+    with torch.no_grad():
+        layer.propulsion.copy_(torch.tensor([[1.0, 2.0], [2.0, 1.0], [3.0, 0.5]]))
+    x = torch.randn(5, 3)
+    assert torch.allclose(layer(x), layer.base_layer(x) * torch.tensor(scale), rtol=1e-6)
+    expected = layer(x)
+    layer.merge()
+    assert torch.allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_multi_propulsion_counts_p_vectors_and_is_identity_at_init():
+    plain = roberta_classifier()
+    model = get_propulsion_model(roberta_classifier(), PropulsionConfig(num_vectors=3))
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 3 * (2 * (4 * 32 + 64 + 32) + 96 + 34)
+    assert torch.equal(outputs(plain, batch()), outputs(model, batch()))
+
+
+def test_initialisations():
+    torch.manual_seed(0)
+    assert torch.equal(linear_layer(init="zeros").propulsion, torch.zeros(1, 2))
+    big = PropulsionLayer(nn.Linear(3, 4000), PropulsionConfig(init="normal", init_scale=0.1)).propulsion
+    assert abs(big.mean().item() - 1) < 0.01 and abs(big.std().item() - 0.1) < 0.01
+    uniform = PropulsionLayer(nn.Linear(3, 4000), PropulsionConfig(init="uniform", init_scale=0.1)).propulsion
+    assert uniform.min() >= 0.9 and uniform.max() <= 1.1 and abs(uniform.mean().item() - 1) < 0.01
+    zero = linear_layer(init="zeros")
+    assert torch.equal(zero(torch.randn(2, 3)), torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"degree": 0}, "degree must be an integer >= 1, got 0"),
+    ({"degree": -1}, "got -1"),
+    ({"degree": 1.5}, "got 1.5"),
+    ({"degree": True}, "got True"),
+    ({"degree": "15"}, "got '15'"),
+    ({"targets": "attention"}, "unknown targets preset 'attention'; valid presets: all, attn"),
+    ({"num_vectors": 0}, "num_vectors must be an integer >= 1, got 0"),
+    ({"pooling": "avg"}, "unknown pooling 'avg'; valid choices: mean, max, min, l2, prod"),
+    ({"init": "foo"}, "unknown init 'foo'"),
+    ({"head": "frozen"}, "unknown head 'frozen'"),
+])
+def test_bad_configs_name_the_value(fields, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        PropulsionConfig(**fields)
+
+
+def test_config_json_round_trip_and_unknown_fields():
+    config = Config(degree=20, targets=["query", "value"], num_vectors=2, pooling="l2")
+    assert Config.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match=r"unknown PropulsionConfig field\(s\) \['rank'\]"):
+        Config.from_dict({"degree": 3, "rank": 8})
