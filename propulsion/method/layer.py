@@ -7,7 +7,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from propulsion.method.config import PropulsionConfig
-from propulsion.method.scaling import apply_scale, compute_scale
+from propulsion.method.scaling import apply_embedding_scale, apply_scale, compute_scale
 
 
 def output_features(layer: nn.Module) -> int:
@@ -43,6 +43,7 @@ class PropulsionLayer(nn.Module):
         weight = base_layer.weight
         self.propulsion = nn.Parameter(initial_vectors(config, output_features(base_layer), weight.device))
         self.merged = False
+        self.lean = True  # the memory-lean backward (scaling.py); off where the model edits the output in place
 
     def scale(self) -> torch.Tensor:
         return compute_scale(self.propulsion, self.degree, self.pooling)
@@ -51,7 +52,10 @@ class PropulsionLayer(nn.Module):
         output = self.base_layer(*args, **kwargs)
         if self.merged:
             return output
-        return apply_scale(output, self.scale())
+        # Only a plain lookup V = E[ids] can be recomputed from the ids (BART's subclasses add offsets, scales).
+        if type(self.base_layer).forward is nn.Embedding.forward and args:
+            return apply_embedding_scale(output, self.scale(), args[0], self.base_layer.weight, lean=self.lean)
+        return apply_scale(output, self.scale(), lean=self.lean)
 
     def __getattr__(self, name: str):
         # weight, bias, in_features, padding_idx, ...: code that inspects the layer sees the base layer's.

@@ -12,7 +12,7 @@ from torch import nn
 
 from propulsion.method.config import PropulsionConfig
 from propulsion.method.layer import PropulsionLayer
-from propulsion.method.presets import head_module_names, resolve_targets
+from propulsion.method.presets import head_module_names, modified_in_place, resolve_targets
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "propulsion_config.json"
@@ -58,7 +58,9 @@ def inject_propulsion(model: nn.Module, config: PropulsionConfig) -> list[str]:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for name in names:
-        _replace(model, name, PropulsionLayer(model.get_submodule(name), config))
+        layer = PropulsionLayer(model.get_submodule(name), config)
+        layer.lean = not modified_in_place(model, name, config.architecture)
+        _replace(model, name, layer)
     if config.head == "full":
         for head in heads:
             for parameter in model.get_submodule(head).parameters():

@@ -63,6 +63,9 @@ ARCHITECTURES: dict[str, dict[str, list[str]]] = {
     "bloom": _FUSED_QKV, "falcon": _FUSED_QKV, "gptj": _GPTJ, "phi": _PHI,
 }
 WRAPPABLE = (nn.Linear, nn.Embedding)
+# Outputs the model modifies in place afterwards (Falcon: `mlp_output += attention_output`): the lean scaling
+# cannot keep the scaled output for its backward there, so these layers use the plain V * s.
+IN_PLACE_OUTPUTS = {"falcon": [r".*mlp\.dense_4h_to_h"]}
 # Modules whose weight is read directly (never called), so a wrapper's z would get no gradient: `all` skips
 # them. DeBERTa reads rel_embeddings.weight for its relative positions; BART's `shared` is only the tied
 # source of encoder/decoder embed_tokens, which are the modules actually called.
@@ -87,6 +90,11 @@ def preset_patterns(model_type: str | None, preset: str) -> list[str]:
             f"preset {preset!r} cannot select one of them; use targets='attn' or module-name patterns"
         )
     return table[preset]
+
+
+def modified_in_place(model: nn.Module, name: str, architecture: str | None = None) -> bool:
+    model_type = architecture or getattr(getattr(model, "config", None), "model_type", None)
+    return any(re.fullmatch(p, name) for p in IN_PLACE_OUTPUTS.get(model_type or "", []))
 
 
 def pattern_matches(pattern: str, name: str) -> bool:
