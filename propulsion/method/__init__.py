@@ -8,14 +8,16 @@ from propulsion.method.model import (
     count_parameters,
     get_propulsion_model,
     inject_propulsion,
+    load_propulsion_state,
     load_trainable_state,
     propulsion_layers,
+    save_propulsion_state,
     trainable_state,
 )
 from propulsion.method.presets import head_module_names, resolve_targets
 
 __all__ = [
     "ParameterCount", "PropulsionConfig", "PropulsionLayer", "PropulsionModel", "count_parameters",
-    "get_propulsion_model", "head_module_names", "inject_propulsion", "load_trainable_state", "propulsion_layers",
-    "resolve_targets", "trainable_state",
+    "get_propulsion_model", "head_module_names", "inject_propulsion", "load_propulsion_state", "load_trainable_state",
+    "propulsion_layers", "resolve_targets", "save_propulsion_state", "trainable_state",
 ]

@@ -14,7 +14,12 @@ INITS = ("ones", "normal", "uniform", "zeros")
 
 @dataclass
 class PropulsionConfig:
-    degree: int = field(default=15, metadata={"help": "k in V ⊙ z^k; an integer >= 1 (paper §2, eq. 3)."})
+    degree: int = field(
+        default=15,
+        metadata={"help": "k in V ⊙ z^k; an integer >= 1 (paper §2, eq. 3). At init the gradient of z is k times "
+                          "that of k = 1, so k acts like a learning-rate multiplier; very high degrees (100+) with "
+                          "a large lr can push z^k past float32's range (inf/NaN); z near 1 is safe."},
+    )
     targets: str | list[str] = field(
         default="all",
         metadata={"help": "A preset (all, attn, qkv, query, key, value, mlp, embedding) resolved per architecture, "

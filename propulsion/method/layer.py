@@ -68,9 +68,15 @@ class PropulsionLayer(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # model.to(bfloat16) casts everything; the Propulsion vectors stay float32 (z**k needs the range).
+        # Casting back after the fact would keep only bf16's 8 bits of z (a trained 1.0012 becomes 1.0, and
+        # z**15 moves by 2%), so the float32 values from before are restored, on the new device.
+        before = self.propulsion.data
         super()._apply(fn, recurse)
         if self.propulsion.dtype != torch.float32:
-            self.propulsion.data = self.propulsion.data.float()
+            self.propulsion.data = before.to(self.propulsion.device)
+            grad = self.propulsion.grad
+            if grad is not None:
+                self.propulsion.grad = grad.float()
         return self
 
     @torch.no_grad()

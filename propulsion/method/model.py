@@ -79,18 +79,29 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
             if p.requires_grad}
 
 
-def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Copy tensors into the model; a missing key or a shape mismatch is a clear ValueError."""
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+    """Copy tensors into the model; a missing key or a shape mismatch is a clear ValueError. ``strict``: every
+    tensor the model trains must be in ``state`` (else that z would silently keep its init)."""
     params = dict(model.named_parameters())
     for key, value in state.items():
         if key not in params:
-            raise ValueError(f"adapter tensor {key!r} has no place in this model (architectures differ?)")
+            raise ValueError(f"adapter tensor {key!r} (shape {tuple(value.shape)}) has no place in this model "
+                             f"(architectures or targets differ?)")
         if tuple(params[key].shape) != tuple(value.shape):
             raise ValueError(f"adapter tensor {key!r} has shape {tuple(value.shape)} but the model's is "
                              f"{tuple(params[key].shape)}: the adapter was trained on a different model size")
+    missing = [key for key, p in params.items() if p.requires_grad and key not in state]
+    if strict and missing:
+        raise ValueError(f"the adapter lacks {len(missing)} tensor(s) this model trains, e.g. {missing[0]!r} "
+                         f"(model shape {tuple(params[missing[0]].shape)}): saved with another config?")
     with torch.no_grad():
         for key, value in state.items():
             params[key].copy_(value.to(params[key].device, params[key].dtype))
+
+
+# Public names for checkpointing an injected plain model (the same functions).
+save_propulsion_state = trainable_state
+load_propulsion_state = load_trainable_state
 
 
 class PropulsionModel(nn.Module):

@@ -1,6 +1,7 @@
 """Target presets per architecture: which modules `attn`, `mlp`, `embedding`, ... mean for a model type.
 
-`all` needs no table: every nn.Linear and nn.Embedding. The others are regexes over full module names.
+`all` needs no table: every nn.Linear and nn.Embedding (and GPT-2's Conv1D). The others are regexes over full
+module names.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import re
 
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 _BERT_LIKE = {
     "query": [r".*attention\.self\.query"],
@@ -62,7 +64,8 @@ ARCHITECTURES: dict[str, dict[str, list[str]]] = {
     "deberta-v2": _DEBERTA, "bart": _BART, "mbart": _BART, "llama": _LLAMA, "mistral": _LLAMA,
     "bloom": _FUSED_QKV, "falcon": _FUSED_QKV, "gptj": _GPTJ, "phi": _PHI,
 }
-WRAPPABLE = (nn.Linear, nn.Embedding)
+# Conv1D is GPT-2's Linear with a transposed (in, out) weight; the layer scales and merges it per output column.
+WRAPPABLE = (nn.Linear, nn.Embedding, Conv1D)
 # Outputs the model modifies in place afterwards (Falcon: `mlp_output += attention_output`): the lean scaling
 # cannot keep the scaled output for its backward there, so these layers use the plain V * s.
 IN_PLACE_OUTPUTS = {"falcon": [r".*mlp\.dense_4h_to_h"]}

@@ -2,42 +2,55 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from propulsion import PropulsionConfig, get_propulsion_model
 from propulsion.method import PropulsionLayer
+from propulsion.method.scaling import apply_scale
 from tests.method.tiny_models import batch, roberta_classifier
 
 
-def layer_function(layer: PropulsionLayer):
-    """The layer as a function of (input, z) in float64: z is float32 by design, so it is fed in as an input."""
-    def apply(inputs, z):
-        with torch.no_grad():
-            layer.propulsion.data = z.detach().float()
-        base = layer.base_layer(inputs)
-        scale = z.pow(layer.degree)[0]
-        return base * scale
-
-    return apply
-
-
-def test_gradcheck_linear_and_embedding_in_float64():
+def test_apply_scale_gradcheck_in_float64():
+    # The one function every wrapped layer goes through, whatever its implementation (plain or memory-lean).
     torch.manual_seed(0)
-    config = PropulsionConfig(degree=3)
-    linear = PropulsionLayer(nn.Linear(4, 3).double(), config)
-    x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
-    z = (1 + 0.3 * torch.randn(1, 3, dtype=torch.float64)).requires_grad_()
-    assert torch.autograd.gradcheck(layer_function(linear), (x, z))
-    # The layer's own forward equals the float64 function (same math, z held in float32).
-    with torch.no_grad():
-        linear.propulsion.copy_(z.float())
-    assert torch.allclose(linear(x), layer_function(linear)(x, z.detach().float().double()), atol=1e-6)
+    output = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    scale = (1 + 0.3 * torch.randn(4, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(apply_scale, (output, scale))
+    # A scale entry of exactly 0 (init="zeros"): V cannot be recovered from V ⊙ s, the gradient must still be right.
+    zeroed = torch.tensor([0.0, 1.5, -0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(apply_scale, (output, zeroed))
 
-    embedding = PropulsionLayer(nn.Embedding(6, 3).double(), config)
-    ids = torch.tensor([[0, 5, 2]])
-    z = (1 + 0.3 * torch.randn(1, 3, dtype=torch.float64)).requires_grad_()
-    assert torch.autograd.gradcheck(lambda z: layer_function(embedding)(ids, z), (z,))
+
+def reference_z_gradient(base_output: torch.Tensor, weights: torch.Tensor, z: torch.Tensor, degree: int):
+    """d/dz Σ w ⊙ V ⊙ z^k in float64, by autograd on the formula itself."""
+    z64 = z.detach().double().requires_grad_()
+    (weights * base_output.double() * z64[0] ** degree).sum().backward()
+    return z64.grad
+
+
+@pytest.mark.parametrize("kind", ["linear", "embedding", "conv1d"])
+def test_gradients_through_the_real_layer(kind):
+    torch.manual_seed(0)
+    base = {"linear": lambda: nn.Linear(4, 3), "embedding": lambda: nn.Embedding(6, 3),
+            "conv1d": lambda: Conv1D(3, 4)}[kind]().double().requires_grad_(False)  # frozen, as injected
+    layer = PropulsionLayer(base, PropulsionConfig(degree=3))
+    with torch.no_grad():
+        layer.propulsion.mul_(1 + 0.3 * torch.randn(1, 3))  # away from 1, where z^k is not ~linear
+    if kind == "embedding":
+        inputs = torch.tensor([[0, 5, 2, 5]])
+    else:
+        inputs = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
+        # wrt the input, in float64 through the layer's own forward (z is float32 by design, held fixed here)
+        assert torch.autograd.gradcheck(layer, (inputs,))
+    weights = torch.randn(*layer(inputs).shape, dtype=torch.float64)
+    layer.propulsion.grad = None
+    (layer(inputs) * weights).sum().backward()
+    expected = reference_z_gradient(layer.base_layer(inputs).detach(), weights, layer.propulsion, 3)
+    assert layer.propulsion.grad.dtype == torch.float32
+    assert torch.allclose(layer.propulsion.grad.double(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_z_gradient_is_k_times_the_degree_one_gradient_at_init():
