@@ -80,7 +80,7 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
 def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Path, tracker: Tracker) -> dict:
     task = spec.task
     tokenizer = models.load_tokenizer(spec.model, padding_side=getattr(family, "PADDING_SIDE", "right"))
-    raw = task_data.load_raw(task, sample_splits=family.sample_splits)
+    raw = getattr(family, "load_raw", task_data.load_raw)(task, sample_splits=family.sample_splits)
     # A family may define its own split logic (reasoning: no dev set, several test sets).
     apply_protocol = getattr(family, "apply_protocol", task_data.apply_protocol)
     splits = apply_protocol(task, raw, spec.protocol, spec.seed)
