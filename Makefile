@@ -38,7 +38,7 @@ table5:
 	$(MAKE) experiment NAME=table5_layers
 
 bench:
-	$(PYTHON) scripts/bench.py
+	$(PYTHON) scripts/bench.py $(ARGS)   # ARGS=--quick for a one-minute run
 
 clean-demo:
 	rm -rf results/demo
