@@ -1,0 +1,152 @@
+"""Reasoning family (commonsense / arithmetic): entrypoint sweeps on tiny causal LMs over data written here in
+the LLM-Adapters layout, prompt masking, and batched generation equal to one row at a time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from propulsion import metrics, models
+from propulsion.specs import ModelSpec, TaskSpec
+from propulsion.tasks import reasoning
+from tests.suite.helpers import records_under, run_cli
+
+MATH_TRAIN = {"instruction": "tom has 3 apples and buys 4 more. how many apples does he have?", "input": "",
+              "output": "3 plus 4 equals 7. the answer is 7", "answer": "7"}
+# Test rows as the LLM-Adapters files have them: numeric answers in some files, strings in others.
+MATH_TEST = {"instruction": "she has 5 pens and gets 6 more. how many pens?", "input": "", "output": "", "answer": 11.0}
+AQUA_TEST = {"instruction": "what is 2 plus 2? Answer Choices: (A) 3 (B) 4 (C) 5 (D) 6 (E) 7", "input": "",
+             "output": "", "answer": "B"}
+BOOLQ = {"instruction": "Please answer the following question with true or false, question: is the sky blue?\n\n"
+                        "Answer format: true/false", "input": "", "output": "the correct answer is true",
+         "answer": "true"}
+FAST = ["trainer=quick", "trainer.max_steps=3", "logger=none", "task.options.generation.max_new_tokens=6"]
+
+
+def write_layout(root: Path, train: str, train_row: dict, tests: dict[str, dict], n_test: int = 2) -> Path:
+    """<root>/ft-training_set/<train>.json and <root>/dataset/<name>/test.json, JSON lists as in LLM-Adapters."""
+    (root / "ft-training_set").mkdir(parents=True, exist_ok=True)
+    (root / "ft-training_set" / f"{train}.json").write_text(json.dumps([train_row] * 8))
+    for name, row in tests.items():
+        (root / "dataset" / name).mkdir(parents=True, exist_ok=True)
+        (root / "dataset" / name / "test.json").write_text(json.dumps([row] * n_test))
+    return root
+
+
+def test_arithmetic_sweep_three_architectures(tmp_path):
+    data = write_layout(tmp_path / "data", "math_10k", MATH_TRAIN,
+                        {name: AQUA_TEST if name == "AQuA" else MATH_TEST for name in metrics.MATH_DATASETS})
+    result = run_cli("model=tiny-llama,tiny-bloom,tiny-gptj", "task=arithmetic", f"task.data_dir={data}", *FAST,
+                     f"output_root={tmp_path / 'runs'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", multirun=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = records_under(tmp_path / "runs")
+    assert sorted(r["model"] for r in found) == ["tiny-bloom", "tiny-gptj", "tiny-llama"]
+    for record in found:
+        assert record["status"] == "completed", record.get("error")
+        assert {f"{name}/accuracy" for name in metrics.MATH_DATASETS} <= set(record["metrics"])
+        assert record["data"]["train_on_inputs"] is False
+        lines = [json.loads(line) for line in (Path(record["run_dir"]) / "predictions.jsonl").read_text().splitlines()]
+        assert len(lines) == 2 * len(metrics.MATH_DATASETS)
+        assert set(lines[0]) == {"dataset", "instruction", "generation", "extracted", "gold", "correct"}
+        for name in metrics.MATH_DATASETS:
+            rows = [line for line in lines if line["dataset"] == name]
+            assert record["metrics"][f"{name}/accuracy"] == 100.0 * sum(r["correct"] for r in rows) / len(rows)
+
+
+def test_commonsense_single_test_set(tmp_path):
+    data = write_layout(tmp_path / "data", "commonsense_170k", BOOLQ, {"boolq": BOOLQ}, n_test=3)
+    result = run_cli("model=tiny-llama", "task=commonsense", f"task.data_dir={data}", "task.options.test_sets=[boolq]",
+                     *FAST, f"output_root={tmp_path / 'runs'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = records_under(tmp_path / "runs")
+    assert record["status"] == "completed"
+    assert set(record["metrics"]) == {"boolq/accuracy", "boolq/n"} and record["metrics"]["boolq/n"] == 3.0
+    assert len((Path(record["run_dir"]) / "predictions.jsonl").read_text().splitlines()) == 3
+
+
+def _task(**changes) -> TaskSpec:
+    fields = {"name": "arithmetic", "family": "reasoning", "source": "sample", "train_split": "math_10k",
+              "eval_splits": {"gsm8k": "gsm8k", "AQuA": "AQuA"}, "max_length": 256}
+    return TaskSpec(**(fields | changes))
+
+
+def test_prompt_tokens_masked_exactly():
+    tokenizer = models.load_tokenizer(ModelSpec(name="t", tiny="llama"), padding_side="left")
+    prompt_ids = tokenizer(reasoning.prompt(MATH_TRAIN["instruction"]))["input_ids"][:-1]  # <s> prompt, no </s>
+    encoded = reasoning.encode_example(tokenizer, MATH_TRAIN, cutoff=256, train_on_inputs=False)
+    n = len(prompt_ids)
+    assert encoded["input_ids"][:n] == prompt_ids
+    assert encoded["labels"][:n] == [-100] * n
+    assert encoded["labels"][n:] == encoded["input_ids"][n:] and -100 not in encoded["labels"][n:]
+    assert encoded["input_ids"][-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(encoded["labels"][n:], skip_special_tokens=True) == "3 plus 4 equals 7. the answer is 7"
+    unmasked = reasoning.encode_example(tokenizer, MATH_TRAIN, cutoff=256, train_on_inputs=True)
+    assert unmasked["labels"] == unmasked["input_ids"]
+    cut = reasoning.encode_example(tokenizer, MATH_TRAIN, cutoff=n + 3, train_on_inputs=False)
+    assert len(cut["input_ids"]) == n + 3 and cut["labels"][n:] == cut["input_ids"][n:]
+
+
+def test_training_batches_pad_right_generation_batches_left():
+    tokenizer = models.load_tokenizer(ModelSpec(name="t", tiny="llama"), padding_side="left")
+    collate = reasoning.collator(tokenizer)
+    train = collate([{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]},
+                     {"input_ids": [5], "attention_mask": [1], "labels": [5]}])
+    assert train["input_ids"][1].tolist() == [5, tokenizer.pad_token_id, tokenizer.pad_token_id]
+    assert train["labels"][1].tolist() == [5, -100, -100] and train["attention_mask"][1].tolist() == [1, 0, 0]
+    evaluation = collate([{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "gold": "7"},
+                          {"input_ids": [5], "attention_mask": [1], "gold": "1"}])
+    assert set(evaluation) == {"input_ids", "attention_mask"}
+    assert evaluation["input_ids"][1].tolist() == [tokenizer.pad_token_id, tokenizer.pad_token_id, 5]
+    assert evaluation["attention_mask"][1].tolist() == [0, 0, 1]
+
+
+@pytest.mark.parametrize("family", ["llama", "bloom", "gptj"])
+def test_batched_generation_equals_one_at_a_time(family):
+    task = _task()
+    spec = ModelSpec(name="t", tiny=family)
+    tokenizer = models.load_tokenizer(spec, padding_side=reasoning.PADDING_SIDE)
+    model = models.load_model(spec, reasoning.MODEL_KIND)
+    raw = reasoning.load_raw(task)
+    rows = datasets.concatenate_datasets([raw["gsm8k"], raw["AQuA"]])  # prompts of different lengths
+    data = reasoning.tokenize(task, rows, tokenizer, train=False)
+    assert len({len(ids) for ids in data["input_ids"]}) > 1
+    accelerator = Accelerator(cpu=True)
+    collate = reasoning.collator(tokenizer)
+    model.train()  # evaluation must switch dropout off itself
+    generation = {"num_beams": 1, "max_new_tokens": 8}
+    batched = reasoning.generate(model, DataLoader(data, batch_size=16, collate_fn=collate), tokenizer, accelerator,
+                                 generation)
+    assert not model.training
+    single = reasoning.generate(model, DataLoader(data, batch_size=1, collate_fn=collate), tokenizer, accelerator,
+                                generation)
+    assert batched == single and any(batched)
+
+
+def test_sample_set_schema_and_answers():
+    task = _task()
+    splits = reasoning.sample_splits(task)
+    assert set(splits) == {"math_10k", "gsm8k", "AQuA"}
+    for rows in splits.values():
+        assert all(set(row) == {"instruction", "input", "output", "answer"} for row in rows)
+    for row in splits["gsm8k"]:  # the sample's own outputs score as correct
+        assert metrics.reasoning_accuracy("gsm8k", [row["output"]], [row["answer"]])["accuracy"] == 100.0
+    common = reasoning.sample_splits(_task(name="commonsense", train_split="commonsense_170k",
+                                           eval_splits={"boolq": "boolq", "piqa": "piqa"}))
+    for name in ("boolq", "piqa"):
+        for row in common[name]:
+            assert metrics.extract_answer(name, row["output"]) == row["answer"]
+
+
+def test_bad_test_set_and_missing_file(tmp_path):
+    from propulsion.specs import UserError
+
+    with pytest.raises(UserError, match="unknown task.options.test_sets"):
+        reasoning.test_sets(_task(options={"test_sets": ["boolq"]}))
+    with pytest.raises(UserError, match="fetch_llm_adapters"):
+        reasoning.load_raw(_task(data_dir=str(tmp_path)))
+    assert reasoning.test_sets(_task(options={"test_sets": "AQuA"})) == {"AQuA": "AQuA"}
