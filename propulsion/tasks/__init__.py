@@ -11,6 +11,7 @@ A family module provides:
                                                        output_dir: the run folder on the final test evaluation
                                                        (per-example predictions may go there), else None
     apply_protocol(task, raw, protocol, seed) -> data.Splits   (optional; default: data.apply_protocol)
+    load_raw(task, sample_splits) -> DatasetDict       (optional; default: data.load_raw)
 """
 
 from __future__ import annotations
