@@ -18,8 +18,10 @@ from tests.suite.helpers import records_under, run_cli
 
 MATH_TRAIN = {"instruction": "tom has 3 apples and buys 4 more. how many apples does he have?", "input": "",
               "output": "3 plus 4 equals 7. the answer is 7", "answer": "7"}
-# Test rows as the LLM-Adapters files have them: numeric answers in some files, strings in others.
-MATH_TEST = {"instruction": "she has 5 pens and gets 6 more. how many pens?", "input": "", "output": "", "answer": 11.0}
+# Test rows as the LLM-Adapters files have them: numeric answers in some files, strings or one-element lists
+# (some versions of the repository) in others.
+MATH_TEST = {"instruction": "she has 5 pens and gets 6 more. how many pens?", "input": "", "output": "",
+             "answer": [11.0]}
 AQUA_TEST = {"instruction": "what is 2 plus 2? Answer Choices: (A) 3 (B) 4 (C) 5 (D) 6 (E) 7", "input": "",
              "output": "", "answer": "B"}
 BOOLQ = {"instruction": "Please answer the following question with true or false, question: is the sky blue?\n\n"
@@ -150,3 +152,36 @@ def test_bad_test_set_and_missing_file(tmp_path):
     with pytest.raises(UserError, match="fetch_llm_adapters"):
         reasoning.load_raw(_task(data_dir=str(tmp_path)))
     assert reasoning.test_sets(_task(options={"test_sets": "AQuA"})) == {"AQuA": "AQuA"}
+
+
+def test_files_layout_data_files_override_and_answer_forms(tmp_path):
+    data = write_layout(tmp_path, "math_10k", MATH_TRAIN, {"gsm8k": MATH_TEST, "AQuA": AQUA_TEST})
+    other = tmp_path / "aqua.json"  # data_files names one file directly, JSON lines allowed
+    other.write_text(json.dumps(AQUA_TEST | {"answer": "C"}) + "\n")
+    raw = reasoning.load_raw(_task(source="files", data_dir=str(data), data_files={"AQuA": str(other)}))
+    assert set(raw) == {"math_10k", "gsm8k", "AQuA"} and len(raw["math_10k"]) == 8
+    assert raw["gsm8k"]["answer"] == ["11.0", "11.0"] and raw["AQuA"]["answer"] == ["C"]
+    assert metrics.reasoning_accuracy("gsm8k", ["so 5 plus 6 is 11"], raw["gsm8k"]["answer"][:1])["accuracy"] == 100.0
+    only = reasoning.load_raw(_task(data_dir=str(data), options={"test_sets": ["gsm8k"]}))
+    assert set(only) == {"math_10k", "gsm8k"}
+
+
+def test_fetch_script_writes_the_layout(tmp_path):
+    from scripts.fetch_llm_adapters import main
+
+    source = write_layout(tmp_path / "mirror", "math_10k", MATH_TRAIN, {"gsm8k": MATH_TEST})
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--only", "math_10k", "gsm8k", "--base-url", source.as_uri()]) == 0
+    assert json.loads((out / "ft-training_set" / "math_10k.json").read_text())[0] == MATH_TRAIN
+    assert (out / "dataset" / "gsm8k" / "test.json").exists()
+    assert main(["--out", str(out), "--only", "AQuA", "--base-url", source.as_uri()]) == 1  # missing: reported
+
+
+@pytest.mark.parametrize("name", ["fsdp", "deepspeed"])
+def test_accelerate_configs_parse(name):
+    import yaml
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    path = Path(__file__).resolve().parent.parent / "conf" / "accelerate" / f"{name}.yaml"
+    config = ClusterConfig(**yaml.safe_load(path.read_text()))
+    assert config.mixed_precision == "bf16" and config.distributed_type.value == name.upper()

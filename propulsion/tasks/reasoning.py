@@ -119,10 +119,17 @@ def read_rows(location: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _answer(value: Any) -> Any:
+    """Some versions of the files wrap the answer in a one-element list (["12"], [2304.0]): unwrap it."""
+    if isinstance(value, list):
+        return value[0] if value else ""
+    return value
+
+
 def _as_dataset(rows: list[dict[str, Any]], name: str) -> datasets.Dataset:
-    # Answers are numbers in some files and strings in others: one string column for every file.
+    # Answers are numbers in some files, strings or lists in others: one string column for every file.
     columns = {key: [str(row.get(key) or "") for row in rows] for key in ("instruction", "input", "output")}
-    columns["answer"] = [str(row["answer"]) for row in rows]
+    columns["answer"] = [str(_answer(row["answer"])) for row in rows]
     columns["dataset"] = [name] * len(rows)  # scored by name after batching and shuffling
     return datasets.Dataset.from_dict(columns)
 
