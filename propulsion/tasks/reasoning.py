@@ -112,6 +112,8 @@ def read_rows(location: str) -> list[dict[str, Any]]:
         ) from None
     text = text.strip()
     rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
+    if not rows:
+        raise UserError(f"{location} holds no rows")
     for row in rows:
         missing = [key for key in ("instruction", "answer") if key not in row]
         if missing:
