@@ -91,6 +91,10 @@ def test_prompt_tokens_masked_exactly():
     assert unmasked["labels"] == unmasked["input_ids"]
     cut = reasoning.encode_example(tokenizer, MATH_TRAIN, cutoff=n + 3, train_on_inputs=False)
     assert len(cut["input_ids"]) == n + 3 and cut["labels"][n:] == cut["input_ids"][n:]
+    raw = reasoning.load_raw(_task())["math_10k"]  # the batched map gives the same rows
+    features = reasoning.tokenize(_task(), raw, tokenizer, train=True)
+    for row, feature in zip(raw.select(range(4)), features.select(range(4)), strict=True):
+        assert feature == reasoning.encode_example(tokenizer, row, cutoff=256, train_on_inputs=False)
 
 
 def test_training_batches_pad_right_generation_batches_left():

@@ -212,40 +212,52 @@ def sample_splits(task: TaskSpec, seed: int = 0) -> dict[str, list[dict[str, Any
 # --------------------------------------------------------------------------------------------------------
 
 
-def _encode(tokenizer, text: str) -> list[int]:
-    """Token ids of ``text`` with the BOS the tokenizer puts first (LLaMA, the tiny tokenizer), no EOS."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text with the BOS the tokenizer puts first (LLaMA, the tiny tokenizer), never an EOS."""
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
     if bos is not None and bos != tokenizer.eos_token_id and tokenizer("a")["input_ids"][:1] == [bos]:
-        ids = [bos, *ids]
-    return ids
+        encoded = [[bos, *ids] for ids in encoded]
+    return encoded
 
 
-def encode_example(tokenizer, row: dict[str, Any], cutoff: int, train_on_inputs: bool) -> dict[str, list[int]]:
-    """Prompt + output + EOS, cut at ``cutoff`` tokens (EOS only where it fits, as the reference); labels are
-    the ids with -100 on the prompt tokens unless ``train_on_inputs``."""
-    user = prompt(row["instruction"], row.get("input"))
-    ids = _encode(tokenizer, user + row["output"])[:cutoff]
-    if len(ids) < cutoff and (not ids or ids[-1] != tokenizer.eos_token_id):
-        ids.append(tokenizer.eos_token_id)
+def _training_features(ids: list[int], prompt_length: int, cutoff: int, eos: int,
+                       train_on_inputs: bool) -> dict[str, list[int]]:
+    ids = ids[:cutoff]
+    if len(ids) < cutoff and (not ids or ids[-1] != eos):  # EOS only where it fits, as the reference
+        ids.append(eos)
     labels = list(ids)
     if not train_on_inputs:
-        masked = min(len(_encode(tokenizer, user)), len(ids))
+        masked = min(prompt_length, len(ids))
         labels[:masked] = [-100] * masked
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
 
+def encode_example(tokenizer, row: dict[str, Any], cutoff: int, train_on_inputs: bool) -> dict[str, list[int]]:
+    """Prompt + output + EOS, cut at ``cutoff`` tokens; labels are the ids with -100 on the prompt tokens unless
+    ``train_on_inputs``."""
+    user = prompt(row["instruction"], row.get("input"))
+    full, prompt_ids = _encode(tokenizer, [user + row["output"], user])
+    return _training_features(full, len(prompt_ids), cutoff, tokenizer.eos_token_id, train_on_inputs)
+
+
 def tokenize(task: TaskSpec, dataset, tokenizer, train: bool = True):
-    options = _options(task)
+    """Training rows: input_ids / attention_mask / labels. Evaluation rows: the prompt's input_ids /
+    attention_mask, and the EVAL_COLUMNS evaluate() reads."""
+    train_on_inputs = bool(_options(task)["train_on_inputs"])
 
-    def encode(row: dict[str, Any]) -> dict[str, Any]:
-        if train:
-            return encode_example(tokenizer, row, task.max_length, bool(options["train_on_inputs"]))
-        ids = _encode(tokenizer, prompt(row["instruction"], row.get("input")))
-        return {"input_ids": ids, "attention_mask": [1] * len(ids), "dataset": row["dataset"],
-                "instruction": row["instruction"], "gold": row["answer"]}
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        prompts = [prompt(i, x) for i, x in zip(batch["instruction"], batch["input"], strict=True)]
+        prompt_ids = _encode(tokenizer, prompts)
+        if not train:
+            return {"input_ids": prompt_ids, "attention_mask": [[1] * len(ids) for ids in prompt_ids],
+                    "dataset": batch["dataset"], "instruction": batch["instruction"], "gold": batch["answer"]}
+        full = _encode(tokenizer, [p + output for p, output in zip(prompts, batch["output"], strict=True)])
+        rows = [_training_features(ids, len(head), task.max_length, tokenizer.eos_token_id, train_on_inputs)
+                for ids, head in zip(full, prompt_ids, strict=True)]
+        return {key: [row[key] for row in rows] for key in ("input_ids", "attention_mask", "labels")}
 
-    return dataset.map(encode, remove_columns=dataset.column_names, desc=f"tokenize {task.name}")
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc=f"tokenize {task.name}")
 
 
 class _Collator:
