@@ -4,6 +4,9 @@ the LLM-Adapters layout, prompt masking, and batched generation equal to one row
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -14,7 +17,7 @@ from torch.utils.data import DataLoader
 from propulsion import metrics, models
 from propulsion.specs import ModelSpec, TaskSpec
 from propulsion.tasks import reasoning
-from tests.suite.helpers import records_under, run_cli
+from tests.suite.helpers import REPO, records_under, run_cli
 
 MATH_TRAIN = {"instruction": "tom has 3 apples and buys 4 more. how many apples does he have?", "input": "",
               "output": "3 plus 4 equals 7. the answer is 7", "answer": "7"}
@@ -28,6 +31,7 @@ BOOLQ = {"instruction": "Please answer the following question with true or false
                         "Answer format: true/false", "input": "", "output": "the correct answer is true",
          "answer": "true"}
 FAST = ["trainer=quick", "trainer.max_steps=3", "logger=none", "task.options.generation.max_new_tokens=6"]
+GREEDY = ["task.options.generation.num_beams=1"]  # the sweep decodes greedily; the commonsense run keeps 4 beams
 
 
 def write_layout(root: Path, train: str, train_row: dict, tests: dict[str, dict], n_test: int = 2) -> Path:
@@ -43,8 +47,11 @@ def write_layout(root: Path, train: str, train_row: dict, tests: dict[str, dict]
 def test_arithmetic_sweep_three_architectures(tmp_path):
     data = write_layout(tmp_path / "data", "math_10k", MATH_TRAIN,
                         {name: AQUA_TEST if name == "AQuA" else MATH_TEST for name in metrics.MATH_DATASETS})
-    result = run_cli("model=tiny-llama,tiny-bloom,tiny-gptj", "task=arithmetic", f"task.data_dir={data}", *FAST,
-                     f"output_root={tmp_path / 'runs'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", multirun=True)
+    command = [sys.executable, "-m", "propulsion.run", "-m", "model=tiny-llama,tiny-bloom,tiny-gptj", "task=arithmetic",
+               f"task.data_dir={data}", *FAST, *GREEDY, f"output_root={tmp_path / 'runs'}",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     found = records_under(tmp_path / "runs")
     assert sorted(r["model"] for r in found) == ["tiny-bloom", "tiny-gptj", "tiny-llama"]
