@@ -159,16 +159,16 @@ def test_bad_test_set_and_missing_file(tmp_path):
     from propulsion.specs import UserError
 
     with pytest.raises(UserError, match="unknown task.options.test_sets"):
-        reasoning.test_sets(_task(options={"test_sets": ["boolq"]}))
+        reasoning.selected_test_sets(_task(options={"test_sets": ["boolq"]}))
     with pytest.raises(UserError, match="fetch_llm_adapters"):
         reasoning.load_raw(_task(data_dir=str(tmp_path)))
-    assert reasoning.test_sets(_task(options={"test_sets": "AQuA"})) == {"AQuA": "AQuA"}
+    assert reasoning.selected_test_sets(_task(options={"test_sets": "AQuA"})) == {"AQuA": "AQuA"}
     empty = tmp_path / "empty.json"
     empty.write_text("[]")
     with pytest.raises(UserError, match="holds no rows"):
         reasoning.load_raw(_task(source="files", data_files={"math_10k": str(empty)}))
     with pytest.raises(UserError, match="unknown task.options"):
-        reasoning.test_sets(_task(options={"beams": 4}))
+        reasoning.selected_test_sets(_task(options={"beams": 4}))
 
 
 def test_files_layout_data_files_override_and_answer_forms(tmp_path):

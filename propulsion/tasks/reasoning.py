@@ -60,7 +60,7 @@ def _options(task: TaskSpec) -> dict[str, Any]:
     return defaults | {k: v for k, v in task.options.items() if v is not None or k == "test_sets"}
 
 
-def test_sets(task: TaskSpec) -> dict[str, str]:
+def selected_test_sets(task: TaskSpec) -> dict[str, str]:
     """alias -> dataset name of the test sets this run evaluates (``options.test_sets``, default all)."""
     chosen = _options(task)["test_sets"]
     if chosen is None:
@@ -97,8 +97,9 @@ def _location(task: TaskSpec, split: str, train: bool) -> str:
     return f"{_options(task)['base_url'].rstrip('/')}/{relative}"
 
 
-def read_rows(location: str) -> list[dict[str, Any]]:
-    """A JSON list (or JSON lines) of {instruction, input, output, answer} rows from a path or URL."""
+def read_rows(location: str, required: tuple[str, ...] = ("instruction", "answer")) -> list[dict[str, Any]]:
+    """A JSON list (or JSON lines) of {instruction, input, output, answer} rows from a path or URL; every row must
+    have the ``required`` keys (training: instruction, output; testing: instruction, answer)."""
     try:
         if "://" in location:
             with urllib.request.urlopen(location, timeout=60) as response:
@@ -115,7 +116,7 @@ def read_rows(location: str) -> list[dict[str, Any]]:
     if not rows:
         raise UserError(f"{location} holds no rows")
     for row in rows:
-        missing = [key for key in ("instruction", "answer") if key not in row]
+        missing = [key for key in required if key not in row]
         if missing:
             raise UserError(f"{location}: a row lacks {missing}; expected instruction, input, output, answer")
     return rows
@@ -131,25 +132,26 @@ def _answer(value: Any) -> Any:
 def _as_dataset(rows: list[dict[str, Any]], name: str) -> datasets.Dataset:
     # Answers are numbers in some files, strings or lists in others: one string column for every file.
     columns = {key: [str(row.get(key) or "") for row in rows] for key in ("instruction", "input", "output")}
-    columns["answer"] = [str(_answer(row["answer"])) for row in rows]
+    columns["answer"] = [str(_answer(row.get("answer", ""))) for row in rows]
     columns["dataset"] = [name] * len(rows)  # scored by name after batching and shuffling
     return datasets.Dataset.from_dict(columns)
 
 
 def load_raw(task: TaskSpec, sample_splits=None, seed: int = 0) -> datasets.DatasetDict:
     """The training set and the selected test sets, keyed by their names (the sample set: built here)."""
-    wanted = {task.train_split: True} | {name: False for name in test_sets(task).values()}
+    wanted = {task.train_split: True} | {name: False for name in selected_test_sets(task).values()}
     if task.source == "sample":
         rows = (sample_splits or globals()["sample_splits"])(task, seed=0)
         return datasets.DatasetDict({name: _as_dataset(rows[name], name) for name in wanted})
-    return datasets.DatasetDict({name: _as_dataset(read_rows(_location(task, name, train)), name)
+    required = {True: ("instruction", "output"), False: ("instruction", "answer")}
+    return datasets.DatasetDict({name: _as_dataset(read_rows(_location(task, name, train), required[train]), name)
                                  for name, train in wanted.items()})
 
 
 def apply_protocol(task: TaskSpec, raw: datasets.DatasetDict, protocol: str, seed: int) -> task_data.Splits:
     """Train on the training set, report every selected test set once at the end: the LLM-Adapters setup has
     no model selection, so both protocols are the same here (recorded)."""
-    test = {alias: raw[name] for alias, name in test_sets(task).items()}
+    test = {alias: raw[name] for alias, name in selected_test_sets(task).items()}
     splits = task_data.Splits(train=raw[task.train_split], dev={}, test=test,
                               notes={"selection": "none (fixed schedule, final model)", "report": "test sets",
                                      "train_on_inputs": bool(_options(task)["train_on_inputs"])})
@@ -324,7 +326,7 @@ def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_d
                   == 100.0}
                  for row, text in zip(rows, generations, strict=True)]
         _write_predictions(Path(output_dir) / PREDICTIONS, name, lines)
-    if len(test_sets(task)) == 1:
+    if len(selected_test_sets(task)) == 1:
         return {f"{name}/{key}": value for key, value in scores.items()}
     return scores
 
