@@ -2,48 +2,64 @@
 
 Rules, so that a number in a table can be traced:
 - Only records with status "completed" count; unreadable, foreign-schema, failed or unfinished records are
-  listed in results/tables/skipped.md and skipped.
+  listed in results/tables/skipped.md (and printed) and skipped. NTK and benchmark records are not table runs.
 - Runs whose configs differ only by seed form one group (mean ± sample std over seeds, n shown). Different
-  configs are never averaged together: the group key is the resolved config minus seed, output and logger
-  settings (``group_key``).
-- Several groups for one table cell (e.g. a degree sweep beside the default run): the group with the most
-  seeds wins, then the one at the task's paper degree, then the smallest group key; the others are counted in
-  the table's notes.
+  configs are never averaged together. The group key (``group_key``) is the resolved config minus: seed,
+  output_root, run_name, logger, skip_completed, resume (where and how a run is written, not what it computes),
+  and, for methods other than Propulsion, the degree (only Propulsion reads it) — the same identity the runner
+  uses to skip finished runs.
+- A table row is (model, method); Table 5's rows are (model, Propulsion targets), from any Propulsion record
+  (``qkv`` counts as ``attn``). Rows of Tables 1–3 take a Propulsion record only at its preset's targets, so an
+  ablation on one layer type never fills the Propulsion(All) row.
+- Several groups for one cell (a degree sweep beside the default run, an init ablation, ...): the first by
+  (1) method settings equal to the table's setting for that method (conf/method/<name>.yaml; Table 3's
+  Propulsion: 5 vectors, paper §4.3), (2) most seeds, (3) the task's paper degree, (4) newest finish time,
+  (5) smallest group key. The others are footnoted with the settings they differ in.
 - GLUE metrics are stored as fractions and shown ×100; SQuAD, ROUGE and reasoning accuracy are stored ×100.
-- The paper's Table 1 "Avg." is two numbers: the mean over the 8 tasks of each task's first metric (MCC, acc,
-  MRPC acc, STS-B Pearson, QQP acc, MNLI-m, QNLI, RTE), and the mean of the three second metrics (MRPC F1,
-  STS-B Spearman, QQP F1). That rule reproduces 26 of the paper's 28 printed averages to rounding; the other
-  two (RoBERTa-base BitFit, RoBERTa-large AdaLoRA) disagree with the paper's own cells.
-Output is deterministic: the same records give byte-identical files.
+- The paper's Table 1 "Avg." is two numbers: the mean over the 8 tasks of each task's first metric (CoLA MCC,
+  SST-2 acc, MRPC acc, STS-B Pearson, QQP acc, MNLI-m, QNLI, RTE), and the mean of the three second metrics
+  (MRPC F1, STS-B Spearman, QQP F1). That rule reproduces 26 of the paper's 28 printed averages to rounding;
+  the other two (RoBERTa-base BitFit, RoBERTa-large AdaLoRA) disagree with the paper's own cells.
+- #TPs (Tables 1, 2, 5): ours from the chosen records' params.trainable (a range when the task heads differ),
+  else counted on the meta device for the paper's first task of the row (Tables 1, 2 only); the paper's beside.
+Output is deterministic: the same records give byte-identical files (sorted rows, fixed formats, no times).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from propulsion import records
 
-PAPER_DIR = Path(__file__).resolve().parent.parent / "results" / "paper"
+ROOT = Path(__file__).resolve().parent.parent
+PAPER_DIR = ROOT / "results" / "paper"
+METHOD_CONF_DIR = ROOT / "conf" / "method"
 FRACTION_FAMILIES = ("glue",)  # stored in [0, 1], shown ×100
 NOT_IDENTITY = ("seed", "output_root", "run_name", "logger", "skip_completed", "resume")
 OUR_METHODS = ("full_ft", "prompt", "prefix", "ia3", "bitfit", "lora", "adalora", "lokr", "loha", "propulsion",
                "propulsion_attn")
 CONTAMINATED = ("MultiArith", "AddSub", "SingleEq")  # subsets of MAWPS, which math_10k contains
+NOT_SETTINGS = ("name", "kind", "degree")  # preset keys that are not a method setting (degree ranked apart)
 
 
 @dataclass(frozen=True)
 class Column:
     header: str
-    task: str
-    metric: str  # key in the paper CSV
+    task: str  # the paper CSV's task; for a record, its task (or, Table 3, the test set)
+    metric: str  # the paper CSV's metric
     record_key: str  # key in record["metrics"]
+    run_task: str  # the task= a fill command names
+    optional: bool = False  # shown only when a record has it (not in the paper)
 
 
 def _glue_columns() -> list[Column]:
@@ -51,43 +67,141 @@ def _glue_columns() -> list[Column]:
             ("MRPC F1", "mrpc", "f1"), ("STS-B P", "stsb", "pearson"), ("STS-B S", "stsb", "spearmanr"),
             ("QQP acc", "qqp", "accuracy"), ("QQP F1", "qqp", "f1"), ("MNLI-m", "mnli", "accuracy"),
             ("QNLI", "qnli", "accuracy"), ("RTE", "rte", "accuracy")]
-    return [Column(h, t, m, "matched/accuracy" if t == "mnli" else m) for h, t, m in spec]
+    return [Column(h, t, m, "matched/accuracy" if t == "mnli" else m, t) for h, t, m in spec]
 
 
-REASONING = ["boolq", "piqa", "social_i_qa", "hellaswag", "winogrande", "ARC-Easy", "ARC-Challenge", "openbookqa",
-             "MultiArith", "gsm8k", "AddSub", "SingleEq", "SVAMP", "mawps"]
+def _table2_columns() -> list[Column]:
+    columns = [Column(f"{name} {short}", task, metric, metric, task)
+               for task, name in (("squad", "SQuAD1.1"), ("squad_v2", "SQuAD2.0"))
+               for short, metric in (("EM", "exact_match"), ("F1", "f1"))]
+    # The paper's R-L may be rougeL or rougeLsum: its number stands beside both of ours.
+    for task, name in (("xsum", "XSum"), ("cnn_dailymail", "CNN/DM")):
+        columns += [Column(f"{name} {short}", task, paper_metric, key, task)
+                    for short, paper_metric, key in (("R-1", "rouge1", "rouge1"), ("R-2", "rouge2", "rouge2"),
+                                                     ("R-L", "rougeL", "rougeL"), ("R-Lsum", "rougeL", "rougeLsum"))]
+    return columns
+
+
+COMMONSENSE = ["boolq", "piqa", "social_i_qa", "hellaswag", "winogrande", "ARC-Easy", "ARC-Challenge", "openbookqa"]
+ARITHMETIC = ["MultiArith", "gsm8k", "AddSub", "SingleEq", "SVAMP"]
+EXTRA_ARITHMETIC = ["AQuA", "mawps"]  # in our arithmetic task, not in the paper's Table 3
+
+
+def _table3_columns() -> list[Column]:
+    return ([Column(d, d, "accuracy", f"{d}/accuracy", "commonsense") for d in COMMONSENSE]
+            + [Column(d + (" †" if d in CONTAMINATED else ""), d, "accuracy", f"{d}/accuracy", "arithmetic")
+               for d in ARITHMETIC]
+            + [Column(d, d, "accuracy", f"{d}/accuracy", "arithmetic", optional=True) for d in EXTRA_ARITHMETIC])
+
+
 TABLES: dict[str, dict[str, Any]] = {
-    "table1": {"title": "Table 1: GLUE (validation), RoBERTa", "columns": _glue_columns(), "average": True},
+    "table1": {"title": "Table 1: GLUE (validation), RoBERTa", "columns": _glue_columns(), "average": True,
+               "counts": "records+meta"},
     "table2": {"title": "Table 2: SQuAD (EM / F1, DeBERTaV3-base) and summarisation (ROUGE, BART-large)",
-               "columns": [Column(f"{t} {m}", t, m, m) for t in ("squad", "squad_v2") for m in ("exact_match", "f1")]
-               + [Column(f"{t} {m}", t, m, m) for t in ("xsum", "cnn_dailymail")
-                  for m in ("rouge1", "rouge2", "rougeL")]},
-    "table3": {"title": "Table 3: commonsense and arithmetic reasoning accuracy",
-               "columns": [Column(d + (" †" if d in CONTAMINATED else ""), d, "accuracy", f"{d}/accuracy")
-                           for d in REASONING]},
-    "table5": {"title": "Table 5: Propulsion on each layer type (RoBERTa-base, accuracy)",
-               "columns": [Column(t, t, "accuracy", "accuracy") for t in ("sst2", "mrpc", "qqp", "qnli", "rte")]},
+               "columns": _table2_columns(), "counts": "records+meta"},
+    "table3": {"title": "Table 3: commonsense and arithmetic reasoning accuracy", "columns": _table3_columns(),
+               "by_family": "reasoning"},
+    "table5": {"title": "Table 5: Propulsion on each layer type (RoBERTa-base, accuracy)", "counts": "records",
+               "columns": [Column(t.upper().replace("SST2", "SST-2"), t, "accuracy", "accuracy", t)
+                           for t in ("sst2", "mrpc", "qqp", "qnli", "rte")]},
 }
+# What a table's row means beyond the method preset (overrides of conf/method/<name>.yaml), and fill-command extras.
+TABLE_SETTINGS = {"table3": {"propulsion": {"num_vectors": 5}}}  # paper §4.3: 5 Propulsion vectors per layer
 NOTES = {
     "table1": ["BitFit's paper #TPs (0.086M / 0.225M) equal Propulsion's and match no BitFit configuration "
                "(roberta-base has 102,144 non-head biases); ours is all biases + the head.",
-               "Avg.: mean of each task's first metric over 8 tasks / mean of the MRPC, STS-B, QQP second metrics."],
-    "table2": ["The paper's ROUGE-L is not specified as rougeL or rougeLsum; ours shows rougeL (records hold both)."],
+               "Avg.: mean of each task's first metric over the 8 tasks (MNLI: matched) / mean of the MRPC, "
+               "STS-B, QQP second metrics — the rule that reproduces the paper's own Avg. column.",
+               "MNLI-m is MNLI matched; our records also hold mismatched/accuracy."],
+    "table2": ["The paper's ROUGE-L is not specified as rougeL or rougeLsum: its number stands beside both of "
+               "ours (R-L = rougeL, R-Lsum = rougeLsum, sentences split onto lines)."],
     "table3": ["† AddSub, MultiArith and SingleEq are subsets of MAWPS, which the math_10k training set contains: "
-               "contaminated. mawps is the uncontaminated alternative (not in the paper)."],
-    "table5": ["attn = K+Q+V."],
+               "contaminated. mawps (and AQuA) appear when runs report them; they are not in the paper.",
+               "Paper LLM setup (§4.3): degree 15, 5 Propulsion vectors per layer, dropout 0.1, L2 regularisation "
+               "(see conf/task/commonsense.yaml for the full command)."],
+    "table5": ["attn = K+Q+V (qkv on fused architectures). The paper's K+Q+V row differs from its own Table 1 "
+               "Propulsion(Attn) row on SST-2, QQP and QNLI; its All row equals Table 1 Propulsion(All)."],
 }
 
 
 def group_key(config: dict[str, Any]) -> str:
-    return records.config_fingerprint({k: v for k, v in config.items() if k not in NOT_IDENTITY})
+    """Fingerprint of what a run computes, seed excluded (see the module docstring)."""
+    identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    if (identity.get("method") or {}).get("kind") != "propulsion":
+        identity.pop("degree", None)
+    return records.config_fingerprint(identity)
+
+
+@functools.cache
+def preset(method: str) -> dict[str, Any]:
+    """The method's settings as conf/method/<method>.yaml sets them ({} when there is no such file)."""
+    path = METHOD_CONF_DIR / f"{method}.yaml"
+    if not path.exists():
+        return {}
+    loaded = yaml.safe_load(path.read_text()) or {}
+    return {k: v for k, v in loaded.items() if k not in NOT_SETTINGS}
+
+
+def deviations(config: dict[str, Any], table: str = "", ignore: tuple[str, ...] = ()) -> list[str]:
+    """Method settings of a record that differ from the table's setting for its method."""
+    method = config.get("method") or {}
+    wanted = {**preset(str(method.get("name"))), **TABLE_SETTINGS.get(table, {}).get(str(method.get("name")), {})}
+    return sorted(k for k, v in wanted.items() if k not in ignore and method.get(k, v) != v)
+
+
+def at_paper_degree(config: dict[str, Any]) -> bool:
+    if (config.get("method") or {}).get("kind") != "propulsion":
+        return True
+    return config.get("degree") == (config.get("task") or {}).get("degree")
+
+
+def _finished(runs: list[dict[str, Any]]) -> int:
+    return max(int(re.sub(r"\D", "", str(r.get("finished_at") or "")) or 0) for r in runs)
+
+
+def choose(groups: dict[str, list[dict[str, Any]]], table: str = "", ignore: tuple[str, ...] = (),
+           prefer=None) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """The group that fills a cell (rule in the module docstring) and the groups set aside. ``ignore``: settings
+    a figure sweeps; ``prefer``: a rank put first (curves: most evaluation points)."""
+    def rank(item):
+        key, runs = item
+        config = runs[0].get("config") or {}
+        first = prefer(runs) if prefer else 0
+        return (first, bool(deviations(config, table, ignore)), -len({r.get("seed") for r in runs}),
+                not at_paper_degree(config) and "degree" not in ignore, -_finished(runs), key)
+
+    ordered = [runs for _key, runs in sorted(groups.items(), key=rank)]
+    return ordered[0], ordered[1:]
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configs (seed and output settings ignored)."""
+    keys = sorted(set(a) | set(b))
+    out = []
+    for key in keys:
+        if not prefix and key in NOT_IDENTITY:
+            continue
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += config_diff(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(prefix + key)
+    return out
 
 
 def row_method(record: dict[str, Any], table: str) -> str:
+    """The row a record belongs to in a table ("" = none)."""
+    method_config = (record.get("config") or {}).get("method") or {}
     if table == "table5":
-        targets = (record.get("config") or {}).get("method", {}).get("targets")
-        return f"propulsion:{targets}" if record.get("method") == "propulsion" and isinstance(targets, str) else ""
-    return str(record.get("method"))
+        targets = method_config.get("targets")
+        if method_config.get("kind") != "propulsion" or not isinstance(targets, str):
+            return ""
+        return f"propulsion:{'attn' if targets == 'qkv' else targets}"
+    method = str(record.get("method"))
+    wanted = preset(method).get("targets")
+    if method_config.get("kind") == "propulsion" and wanted is not None and method_config.get("targets") != wanted:
+        return ""
+    return method
 
 
 def load(root: str | Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
@@ -103,6 +217,8 @@ def load(root: str | Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]
             skipped.append((str(path), f"status {record.get('status')!r}: {record.get('error') or 'unfinished'}"))
         elif record.get("family") in ("ntk", "bench"):
             continue
+        elif not isinstance(record.get("metrics"), dict) or not isinstance(record.get("config"), dict):
+            skipped.append((str(path), "completed but without metrics or config"))
         else:
             record["_path"] = str(path)
             good.append(record)
@@ -110,96 +226,115 @@ def load(root: str | Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]
 
 
 def scaled(record: dict[str, Any], key: str) -> float | None:
+    """A metric in the tables' units (percent), None when absent or not finite."""
     value = (record.get("metrics") or {}).get(key)
-    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return 100.0 * value if record.get("family") in FRACTION_FAMILIES else float(value)
 
 
-def choose(groups: dict[str, list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], int]:
-    """The group that fills a cell (see the module docstring) and how many other groups were set aside."""
-    def rank(item):
-        key, runs = item
-        config = runs[0].get("config") or {}
-        at_paper_degree = config.get("degree") == (config.get("task") or {}).get("degree")
-        return (-len({r.get("seed") for r in runs}), not at_paper_degree, key)
-
-    ordered = sorted(groups.items(), key=rank)
-    return ordered[0][1], len(ordered) - 1
+def _matches(record: dict[str, Any], column: Column, table: str) -> bool:
+    family = TABLES[table].get("by_family")
+    if family:  # Table 3: any reasoning run that scored this test set
+        return record.get("family") == family and scaled(record, column.record_key) is not None
+    return record.get("task") == column.task and scaled(record, column.record_key) is not None
 
 
-def build_table(name: str, runs: list[dict[str, Any]], paper: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Long format: one row per (model, method, column) with ours (mean, std, n), the paper's value, the gap."""
-    spec, notes = TABLES[name], list(NOTES.get(name, []))
-    tasks = {c.task for c in spec["columns"]}
+def columns_of(name: str, runs: list[dict[str, Any]]) -> list[Column]:
+    return [c for c in TABLES[name]["columns"] if not c.optional or any(_matches(r, c, name) for r in runs)]
+
+
+def _std(values: list[float]) -> float | None:
+    return float(pd.Series(values).std()) if len(values) > 1 else (0.0 if values else None)
+
+
+def build_table(name: str, runs: list[dict[str, Any]], paper: pd.DataFrame
+                ) -> tuple[pd.DataFrame, list[str], dict[tuple[str, str], list[dict]]]:
+    """Long format: one row per (model, method, column) with ours (mean, std, n), the paper's value, the gap.
+    Also the notes and the records chosen per (model, method) row (for parameter counts)."""
+    columns = columns_of(name, runs)
     cells: dict[tuple[str, str, str], dict[str, list[dict]]] = {}
     for record in runs:
         method = row_method(record, name)
-        if record.get("task") in tasks and method:
-            key = (str(record.get("model")), method, str(record.get("task")))
-            cells.setdefault(key, {}).setdefault(group_key(record.get("config") or {}), []).append(record)
+        if not method:
+            continue
+        for column in columns:
+            if _matches(record, column, name):
+                key = (str(record.get("model")), method, column.header)
+                cells.setdefault(key, {}).setdefault(group_key(record["config"]), []).append(record)
     chosen: dict[tuple[str, str, str], list[dict]] = {}
+    set_aside_notes = set()
     for key, groups in sorted(cells.items()):
-        chosen[key], set_aside = choose(groups)
-        if set_aside:
-            notes.append(f"{' / '.join(key)}: {set_aside} other config(s) with runs not shown (different settings).")
-
+        chosen[key], others = choose(groups, name)
+        if others:
+            differ = sorted({k for g in others for k in config_diff(chosen[key][0]["config"], g[0]["config"])})
+            set_aside_notes.add(f"{key[0]} / {key[1]}: {len(others)} other config(s) for {key[2]} not shown "
+                                f"(differ in {', '.join(differ[:6]) or 'nothing recorded'}).")
     paper_rows = {(r.model, r.method, r.task, r.metric): r.value for r in paper.itertuples()} if len(paper) else {}
-    row_keys = sorted({(m, me) for (m, me, _t, _x) in paper_rows} | {(m, me) for (m, me, _t) in chosen})
-    out = []
+    row_keys = sorted({(m, me) for (m, me, _t, _x) in paper_rows} | {(m, me) for (m, me, _c) in chosen})
+    out, by_row = [], {}
     for model, method in row_keys:
-        for column in spec["columns"]:
-            group = chosen.get((model, method, column.task), [])
+        for column in columns:
+            group = chosen.get((model, method, column.header), [])
+            by_row.setdefault((model, method), []).extend(group)
             values = [v for v in (scaled(r, column.record_key) for r in group) if v is not None]
             mean = sum(values) / len(values) if values else None
-            std = pd.Series(values).std() if len(values) > 1 else (0.0 if values else None)
             theirs = paper_rows.get((model, method, column.task, column.metric))
             out.append({"table": name, "model": model, "method": method, "column": column.header,
-                        "task": column.task, "metric": column.metric, "ours_mean": mean, "ours_std": std,
-                        "n": len(values), "paper": theirs,
+                        "task": column.task, "metric": column.record_key, "ours_mean": mean,
+                        "ours_std": _std(values), "n": len(values), "paper": theirs,
                         "diff": None if mean is None or theirs is None else mean - theirs})
-    return pd.DataFrame(out), notes
+    return pd.DataFrame(out), list(NOTES.get(name, [])) + sorted(set_aside_notes), by_row
+
+
+AVERAGE_FIRST = ["CoLA", "SST-2", "MRPC acc", "STS-B P", "QQP acc", "MNLI-m", "QNLI", "RTE"]
+AVERAGE_SECOND = ["MRPC F1", "STS-B S", "QQP F1"]
+
+
+def paper_average(cells: dict[str, float]) -> tuple[float, float]:
+    """The paper's Avg. pair from one row's cells keyed by column header (the rule in the module docstring)."""
+    return (sum(cells[c] for c in AVERAGE_FIRST) / len(AVERAGE_FIRST),
+            sum(cells[c] for c in AVERAGE_SECOND) / len(AVERAGE_SECOND))
 
 
 def add_average(frame: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Avg. column pair for Table 1 (see the module docstring): ours computed by that rule, theirs
-    as printed."""
+    """Table 1's Avg. column pair: ours by the paper's rule (on our seed means), theirs as printed."""
     printed = {(r.model, r.method, r.metric): r.value for r in paper.itertuples() if r.task == "average"}
-    first = ["CoLA", "SST-2", "MRPC acc", "STS-B P", "QQP acc", "MNLI-m", "QNLI", "RTE"]
-    second = ["MRPC F1", "STS-B S", "QQP F1"]
     rows = []
     for (model, method), part in frame.groupby(["model", "method"], sort=True):
         by = part.set_index("column")
-        for header, columns in (("Avg.", first), ("Avg. 2nd", second)):
+        for header, columns, paper_metric in (("Avg.", AVERAGE_FIRST, "accuracy"),
+                                              ("Avg. 2nd", AVERAGE_SECOND, "f1")):
             ours = by.loc[columns, "ours_mean"]
             mean = float(ours.mean()) if ours.notna().all() else None
-            paper = printed.get((model, method, "accuracy" if header == "Avg." else "f1"))
+            theirs = printed.get((model, method, paper_metric))
             rows.append({"table": "table1", "model": model, "method": method, "column": header, "task": "average",
                          "metric": header, "ours_mean": mean, "ours_std": None,
-                         "n": int(by.loc[columns, "n"].min()), "paper": paper,
-                         "diff": None if mean is None or paper is None else mean - paper})
+                         "n": int(by.loc[columns, "n"].min()), "paper": theirs,
+                         "diff": None if mean is None or theirs is None else mean - theirs})
     return pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return "–" if _missing(value) else f"{value:.{digits}f}"
 
 
 def cell_text(row: pd.Series) -> str:
-    if row["ours_mean"] is None or pd.isna(row["ours_mean"]):
+    """"ours ± std (n=…) / paper [ours − paper]"; "–" where either side has no number."""
+    if _missing(row["ours_mean"]):
         ours = "–"
     else:
         spread = f" ± {_fmt(row['ours_std'])}" if row["n"] > 1 else ""
         ours = f"{_fmt(row['ours_mean'])}{spread} (n={int(row['n'])})"
-    theirs = _fmt(row["paper"]) if row["paper"] is not None and not pd.isna(row["paper"]) else "–"
-    gap = "" if row["diff"] is None or pd.isna(row["diff"]) else f" [{row['diff']:+.2f}]"
-    return f"{ours} / {theirs}{gap}"
+    gap = "" if _missing(row["diff"]) else f" [{row['diff']:+.2f}]"
+    return f"{ours} / {_fmt(row['paper'])}{gap}"
 
 
-def wide(frame: pd.DataFrame, name: str, counts: dict[tuple[str, str], str]) -> pd.DataFrame:
-    headers = [c.header for c in TABLES[name]["columns"]]
-    if TABLES[name].get("average"):
-        headers += ["Avg.", "Avg. 2nd"]
+def wide(frame: pd.DataFrame, headers: list[str], counts: dict[tuple[str, str], str]) -> pd.DataFrame:
     table = frame.assign(text=frame.apply(cell_text, axis=1)).pivot(index=["model", "method"], columns="column",
                                                                      values="text")
     table = table[headers].reset_index()
@@ -209,93 +344,137 @@ def wide(frame: pd.DataFrame, name: str, counts: dict[tuple[str, str], str]) -> 
     return table
 
 
-def parameter_counts(frame: pd.DataFrame, runs: list[dict], paper: pd.DataFrame, offline_counts: bool) -> dict:
-    """Our trainable count per (model, method) — from a record, else counted on the meta device — and theirs."""
-    counts = {}
-    theirs = {(r.model, r.method): r.params for r in paper.itertuples()} if "params" in paper else {}
-    from_records = {(str(r["model"]), str(r["method"])): r["params"]["trainable"] for r in runs if r.get("params")}
-    for (model, method), part in frame[frame.task != "average"].groupby(["model", "method"], sort=True):
-        ours = from_records.get((model, method))
-        if ours is None and offline_counts and method in OUR_METHODS:
-            # The head depends on the task: count with a task the row reports (SQuAD for DeBERTa, XSum for BART).
-            task = sorted(part[part.paper.notna()].task)[0] if part.paper.notna().any() else sorted(part.task)[0]
-            try:
-                from propulsion.run import parameter_count
+@functools.cache
+def meta_count(model: str, method: str, task: str) -> int | None:
+    """Trainable parameters of model × method × task counted on the meta device, None when that cannot be done
+    (the counter is missing, or the model or method has no config)."""
+    counters = []
+    try:
+        from propulsion.run import parameter_count
 
-                ours = parameter_count(model, method, task)["trainable"]
-            except Exception:  # an unknown model name or a missing config: shown as "–"
-                ours = None
-        paper_count = theirs.get((model, method))
-        paper_text = paper_count if isinstance(paper_count, str) and paper_count else "–"
-        counts[(model, method)] = f"{ours:,} / {paper_text}" if ours is not None else f"– / {paper_text}"
+        counters.append(parameter_count)
+    except ImportError:
+        pass
+    try:
+        from propulsion.methods import count_parameters_on_meta
+
+        counters.append(count_parameters_on_meta)
+    except ImportError:
+        pass
+    for counter in counters:
+        try:
+            counted = counter(model, method, task)
+        except Exception:  # wrong signature, unknown name, missing config: try the next, else "–"
+            continue
+        return int(counted["trainable"] if isinstance(counted, dict) else counted.trainable)
+    return None
+
+
+def parameter_counts(frame: pd.DataFrame, by_row: dict[tuple[str, str], list[dict]], paper: pd.DataFrame,
+                     use_meta: bool) -> dict[tuple[str, str], str]:
+    """"ours / paper" per row: ours from the chosen records (a range when task heads differ), else on meta."""
+    theirs = {}
+    if "params" in paper:
+        theirs = {(r.model, r.method): r.params for r in paper.itertuples() if isinstance(r.params, str)}
+    counts = {}
+    for (model, method), part in frame[frame.task != "average"].groupby(["model", "method"], sort=True):
+        found = sorted({int(r["params"]["trainable"]) for r in by_row.get((model, method), [])
+                        if isinstance(r.get("params"), dict) and r["params"].get("trainable") is not None})
+        ours = f"{found[0]:,}" if len(found) == 1 else (f"{found[0]:,}–{found[-1]:,}" if found else "–")
+        if not found and use_meta and method in OUR_METHODS:
+            # The head depends on the task: count with the row's first paper task (SQuAD for DeBERTa, XSum for BART).
+            with_paper = part[part.paper.notna()]
+            task = (with_paper if len(with_paper) else part).task.iloc[0]
+            count = meta_count(model, method, task)
+            ours = f"{count:,}" if count is not None else "–"
+        counts[(model, method)] = f"{ours} / {theirs.get((model, method)) or '–'}"
     return counts
 
 
 def fill_commands(frame: pd.DataFrame, name: str) -> list[str]:
-    """Commands that would fill the empty cells of methods we implement: one sweep per model and task set."""
-    wanted: dict[tuple[str, str, str], list[str]] = {}
+    """Commands that would fill the paper's empty cells of the methods we implement."""
+    run_task = {c.header: c.run_task for c in TABLES[name]["columns"]}
+    wanted: dict[tuple[str, str, str, str], list[str]] = {}
     for (model, method), part in frame[frame.task != "average"].groupby(["model", "method"], sort=True):
         base, _, targets = method.partition(":")
         if base not in OUR_METHODS:
             continue
-        # Only the paper's cells: its rows say which tasks go with which model (Table 2: DeBERTa with SQuAD).
-        missing = ",".join(sorted(set(part[part.ours_mean.isna() & part.paper.notna()].task)))
+        missing = ",".join(sorted({run_task[c] for c in part[part.ours_mean.isna() & part.paper.notna()].column}))
         if missing:
-            key = (model, missing, base if targets else "")
-            wanted.setdefault(key, []).append(targets or base)
+            extra = " ".join(f"method.{k}={v}" for k, v in sorted(TABLE_SETTINGS.get(name, {}).get(base, {}).items()))
+            wanted.setdefault((model, missing, base if targets else "", extra), []).append(targets or base)
     commands = []
-    for (model, tasks, base), choices in sorted(wanted.items()):
+    for (model, tasks, base, extra), choices in sorted(wanted.items()):
         sweep = f"method={base} method.targets={','.join(choices)}" if base else f"method={','.join(choices)}"
-        commands.append(f"python -m propulsion.run -m model={model} {sweep} task={tasks} seed=0,1,2")
+        command = f"python -m propulsion.run -m model={model} {sweep} task={tasks} seed=0,1,2"
+        commands.append(f"{command} {extra}".rstrip())
     return commands
 
 
 def write(name: str, frame: pd.DataFrame, table: pd.DataFrame, notes: list[str], commands: list[str],
           out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    frame.sort_values(["model", "method", "column"]).to_csv(out / f"{name}.csv", index=False, float_format="%.4f")
-    lines = [f"# {TABLES[name]['title']}", "", "Each cell: ours (mean ± std over seeds, n) / paper [ours − paper].", ""]
+    numbers = ["ours_mean", "ours_std", "paper", "diff"]
+    frame = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in numbers})
+    frame.sort_values(["model", "method", "column"]).to_csv(out / f"{name}.csv", index=False, float_format="%.4f",
+                                                            lineterminator="\n")
+    lines = [f"# {TABLES[name]['title']}", "",
+             "Each cell: ours (mean ± sample std over seeds, n) / paper [ours − paper]; – = no number.", ""]
     lines.append("| " + " | ".join(table.columns) + " |")
     lines.append("|" + "---|" * len(table.columns))
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
     lines += [""] + [f"- {note}" for note in notes]
     if commands:
-        lines += ["", "To fill the empty cells of our methods:", "", "```"] + commands + ["```"]
+        lines += ["", "Commands that fill the empty cells of the methods we implement:", "", "```"] + commands + ["```"]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     (out / f"{name}.tex").write_text(table.to_latex(index=False, escape=True))
 
 
+def make_table(name: str, runs: list[dict[str, Any]], paper_dir: Path, out: Path, use_meta: bool) -> bool:
+    """One table's .csv/.md/.tex; False when neither the paper nor a record has a row for it."""
+    paper_file = paper_dir / f"{name}.csv"
+    paper = pd.read_csv(paper_file) if paper_file.exists() else pd.DataFrame()
+    frame, notes, by_row = build_table(name, runs, paper)
+    if frame.empty:
+        return False
+    headers = [c.header for c in columns_of(name, runs)]
+    if TABLES[name].get("average"):
+        frame = add_average(frame, paper)
+        headers += ["Avg.", "Avg. 2nd"]
+    mode = TABLES[name].get("counts")
+    counts = parameter_counts(frame, by_row, paper, use_meta and mode == "records+meta") if mode else {}
+    write(name, frame, wide(frame, headers, counts), notes, fill_commands(frame, name), out)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Paper tables from run records, ours beside the paper's.")
+    parser = argparse.ArgumentParser(description="Paper tables and figures from run records, ours beside the "
+                                                 "paper's (make tables).")
     parser.add_argument("--runs", default="results/runs", help="folder searched for record.json files")
     parser.add_argument("--out", default="results", help="tables go to OUT/tables, figures to OUT/figures")
     parser.add_argument("--paper", default=str(PAPER_DIR), help="folder of the paper's numbers (CSV)")
     parser.add_argument("--no-offline-counts", action="store_true",
                         help="do not count parameters on the meta device for rows without a record")
+    parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     runs, skipped = load(args.runs)
     tables = Path(args.out) / "tables"
-    for name in TABLES:
-        paper_file = Path(args.paper) / f"{name}.csv"
-        paper = pd.read_csv(paper_file) if paper_file.exists() else pd.DataFrame()
-        frame, notes = build_table(name, runs, paper)
-        if frame.empty:
-            continue
-        if TABLES[name].get("average"):
-            frame = add_average(frame, paper)
-        with_counts = name in ("table1", "table2")
-        counts = parameter_counts(frame, runs, paper, not args.no_offline_counts) if with_counts else {}
-        write(name, frame, wide(frame, name, counts), notes, fill_commands(frame, name), tables)
+    made = [name for name in TABLES
+            if make_table(name, runs, Path(args.paper), tables, not args.no_offline_counts)]
     tables.mkdir(parents=True, exist_ok=True)
     lines = ["# Skipped records", ""] + [f"- {path}: {reason}" for path, reason in skipped]
     (tables / "skipped.md").write_text("\n".join(lines) + "\n")
-    from propulsion import figures
-
-    made = figures.make_all(runs, Path(args.out) / "figures", bench=figures.load_bench(args.runs))
-    print(f"{len(runs)} completed records, {len(skipped)} skipped; tables in {tables}; "
-          f"figures: {', '.join(made) or 'none'}")
+    print(f"{len(runs)} completed records, {len(skipped)} skipped; tables in {tables}: {', '.join(made)}")
     for path, reason in skipped:
         print(f"  skipped {path}: {reason}")
+    if not args.no_figures:
+        from propulsion import figures
+
+        drawn, notes = figures.make_all(runs, Path(args.out) / "figures", bench=figures.load_bench(args.runs),
+                                        paper_dir=Path(args.paper))
+        print(f"figures in {Path(args.out) / 'figures'}: {', '.join(drawn) or 'none'}")
+        for note in notes:
+            print(f"  {note}")
     return 0
 
 

@@ -1,11 +1,22 @@
 """The paper's figures from run records (matplotlib, Agg): PNG + PDF with fixed metadata, so reruns are identical.
 
-A figure with no matching records is skipped (and named in the aggregate's summary), never an error.
+Which records a figure uses:
+- Sweeps (fig5_degree, fig8_init, fig10_vectors, fig11_pooling): Propulsion records whose method settings equal
+  the preset (conf/method/propulsion.yaml) except the swept one(s), at the task's paper degree unless the degree
+  is swept. Each point is one group of seeds, chosen by ``aggregate.choose`` when several configs give the same
+  point (never averaged across configs).
+- Curves (fig5_steps, fig3_convergence): per line the group with the most evaluation points, mean over seeds at
+  each step; fig3 uses every method's preset run on SST-2.
+- Bars (fig3_efficiency, fig4_memory): the fig3 groups (params %, wall time, wall time / train.steps, peak
+  memory), and the newest benchmark record (``make bench``: step time, saved activations, peak memory) if any.
+- The paper states some of its figures' numbers in the text (results/paper/figures.csv): drawn as grey crosses
+  (a point) or dashes (a range of x), where the x axis has that value.
+A figure with no matching records is skipped with a note, never an error.
 """
 
 from __future__ import annotations
 
-import json
+import csv
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -15,127 +26,241 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from propulsion import records  # noqa: E402
+from propulsion import aggregate, records  # noqa: E402
+
+PNG_METADATA = {"Software": None}  # no matplotlib version in the file
+PDF_METADATA = {"CreationDate": None, "Creator": None, "Producer": None}  # no time stamp, no versions
 
 
-def main_value(record: dict[str, Any]) -> float | None:
-    metrics, key = record.get("metrics") or {}, record.get("main_metric")
-    value = metrics.get(key, metrics.get(str(key).split("/")[-1]))
-    if value is None:
+def main_value(record: dict[str, Any], metrics: dict[str, Any] | None = None) -> float | None:
+    """The record's main metric in percent (from ``metrics`` if given, e.g. one evaluation), None if absent."""
+    metrics = record.get("metrics") if metrics is None else metrics
+    key = str(record.get("main_metric"))
+    value = (metrics or {}).get(key, (metrics or {}).get(key.split("/")[-1]))
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return 100.0 * value if record.get("family") == "glue" else float(value)
+    return 100.0 * value if record.get("family") in aggregate.FRACTION_FAMILIES else float(value)
 
 
 def _save(fig, folder: Path, name: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(folder / f"{name}.png", dpi=120, metadata={"Software": None})
-    fig.savefig(folder / f"{name}.pdf", metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    fig.savefig(folder / f"{name}.png", dpi=120, metadata=PNG_METADATA)
+    fig.savefig(folder / f"{name}.pdf", metadata=PDF_METADATA)
     plt.close(fig)
     return name
 
 
-def _sweep(runs, folder: Path, name: str, x_of, tasks, xlabel: str, title: str, categorical: bool = False):
-    """Main metric (mean over seeds) against one config value, a line per task."""
-    points: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+def _setting(record: dict[str, Any], key: str) -> Any:
+    if key == "degree":
+        return record.get("degree")
+    return ((record.get("config") or {}).get("method") or {}).get(key)
+
+
+def _ablation(runs: list[dict], swept: tuple[str, ...]) -> list[dict]:
+    """Propulsion records at the preset's settings except the swept ones (and the degree unless swept)."""
+    return [r for r in runs if r.get("method") == "propulsion"
+            and not aggregate.deviations(r.get("config") or {}, ignore=swept)
+            and ("degree" in swept or aggregate.at_paper_degree(r.get("config") or {}))]
+
+
+def _chosen_groups(runs: list[dict], key_of, swept: tuple[str, ...] = (), prefer=None) -> dict[Any, list[dict]]:
+    """For every key (e.g. (model, task, x)) the one group of seeds that stands for it."""
+    groups: dict[Any, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for record in runs:
-        x, y = x_of(record), main_value(record)
-        if record.get("task") in tasks and x is not None and y is not None:
-            points[record["task"]][x].append(y)
-    if not points:
+        key = key_of(record)
+        if key is not None:
+            groups[key][aggregate.group_key(record.get("config") or {})].append(record)
+    return {key: aggregate.choose(dict(by), ignore=swept, prefer=prefer)[0] for key, by in groups.items()}
+
+
+def _label(model: str, name: str, models: set[str]) -> str:
+    return name if len(models) == 1 else f"{model} {name}"
+
+
+def _sort_key(value: Any) -> tuple:
+    return (0, float(value), "") if isinstance(value, int | float) else (1, 0.0, str(value))
+
+
+def _paper_refs(paper_dir: Path | None, figure: str) -> list[dict[str, str]]:
+    path = (paper_dir or aggregate.PAPER_DIR) / "figures.csv"
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        return [row for row in csv.DictReader(handle) if row["table"] == figure and row["metric"] == "accuracy"]
+
+
+def _draw_refs(ax, refs: list[dict[str, str]], tasks: set[str], key: str, position) -> None:
+    """The paper's stated numbers: a cross at x, a dashed segment over a range 'a-b' (x through ``position``)."""
+    labelled = False
+    for row in refs:
+        name, _, x = row["setting"].partition("=")
+        if row["task"] not in tasks or name != key:
+            continue
+        ends = [position(v) for v in x.split("-")]
+        if any(e is None for e in ends):
+            continue
+        label = None if labelled else "paper (text)"
+        if len(ends) == 1:
+            ax.plot(ends, [float(row["value"])], "x", color="grey", markersize=8, label=label)
+        else:
+            ax.plot(ends, [float(row["value"])] * 2, "--", color="grey", label=label)
+        ax.annotate(row["task"], (ends[-1], float(row["value"])), fontsize=7, color="grey")
+        labelled = True
+
+
+def sweep(runs: list[dict], folder: Path, name: str, key: str, tasks: tuple[str, ...], title: str,
+          swept: tuple[str, ...] | None = None, paper_dir: Path | None = None) -> str | None:
+    """Main metric (mean over the chosen group's seeds) against one setting, a line per (model, task)."""
+    swept = swept or (key,)
+    data = [r for r in _ablation(runs, swept) if r.get("task") in tasks and main_value(r) is not None]
+    chosen = _chosen_groups(data, lambda r: (r.get("model"), r.get("task"), _setting(r, key))
+                            if _setting(r, key) is not None else None, swept)
+    if not chosen:
         return None
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    order = sorted({x for by_x in points.values() for x in by_x}, key=str if categorical else float)
-    for task in sorted(points):
-        xs = [x for x in order if x in points[task]]
-        ys = [sum(points[task][x]) / len(points[task][x]) for x in xs]
-        ax.plot([order.index(x) for x in xs] if categorical else xs, ys, marker="o", label=task)
+    xs = sorted({x for (_m, _t, x) in chosen}, key=_sort_key)
+    categorical = any(not isinstance(x, int | float) for x in xs)
+    position = (lambda v: xs.index(v) if v in xs else None) if categorical else (lambda v: float(v))
+    models = {m for (m, _t, _x) in chosen}
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for model, task in sorted({(m, t) for (m, t, _x) in chosen}):
+        points = [(x, chosen[(model, task, x)]) for x in xs if (model, task, x) in chosen]
+        ys = [sum(main_value(r) for r in group) / len(group) for _x, group in points]
+        ax.plot([position(x) for x, _g in points], ys, marker="o", label=_label(model, task, models))
     if categorical:
-        ax.set_xticks(range(len(order)), [str(x) for x in order])
-    ax.set(xlabel=xlabel, ylabel="main metric (%)", title=title)
-    ax.legend()
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    _draw_refs(ax, _paper_refs(paper_dir, name), {t for (_m, t, _x) in chosen}, key,
+               (lambda v: xs.index(v) if v in xs else None) if categorical else (lambda v: float(v)))
+    ax.set(xlabel=key, ylabel="main metric (%)", title=title)
+    ax.legend(fontsize=7)
     return _save(fig, folder, name)
 
 
-def _method(record, key):
-    return ((record.get("config") or {}).get("method") or {}).get(key) if record.get("method") == "propulsion" else None
+def _most_evaluations(runs: list[dict]) -> int:
+    return -min(len(r.get("evaluations") or []) for r in runs)
 
 
-def _curves(runs, folder: Path, name: str, label_of, title: str):
-    """Dev main metric against training step, a line per label (degree, method)."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    drawn = 0
-    for record in sorted(runs, key=lambda r: (str(label_of(r)), r.get("seed", 0), r.get("_path", ""))):
-        label = label_of(record)
-        if label is None or not record.get("evaluations"):
-            continue
-        scale = 100.0 if record.get("family") == "glue" else 1.0
-        key = record.get("main_metric")
-        steps = [e["step"] for e in record["evaluations"]]
-        values = [scale * e["metrics"].get(key, e["metrics"].get(str(key).split("/")[-1], float("nan")))
-                  for e in record["evaluations"]]
-        ax.plot(steps, values, label=f"{label} (seed {record.get('seed')})")
-        drawn += 1
-    if not drawn:
-        plt.close(fig)
+def _mean_curve(group: list[dict]) -> tuple[list[int], list[float]]:
+    """Mean over seeds of the main metric at each evaluated step (steps every seed reached)."""
+    per_step: dict[int, list[float]] = defaultdict(list)
+    for record in group:
+        for evaluation in record.get("evaluations") or []:
+            value = main_value(record, evaluation.get("metrics") or {})
+            if value is not None:
+                per_step[int(evaluation["step"])].append(value)
+    steps = sorted(s for s, v in per_step.items() if len(v) == len(group))
+    return steps, [sum(per_step[s]) / len(per_step[s]) for s in steps]
+
+
+def curves(chosen: dict[tuple[str, Any], list[dict]], folder: Path, name: str, title: str) -> str | None:
+    """Dev main metric against training step, a line per chosen (model, label) group."""
+    lines = {key: _mean_curve(group) for key, group in chosen.items()}
+    lines = {key: line for key, line in lines.items() if line[0]}
+    if not lines:
         return None
+    models = {m for (m, _l) in lines}
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for (model, label), (steps, values) in sorted(lines.items(), key=lambda item: (item[0][0], _sort_key(item[0][1]))):
+        n = len(chosen[(model, label)])
+        ax.plot(steps, values, marker=".", label=f"{_label(model, str(label), models)} (n={n})")
     ax.set(xlabel="training step", ylabel="dev main metric (%)", title=title)
     ax.legend(fontsize=7)
     return _save(fig, folder, name)
 
 
-def _bars(folder: Path, name: str, labels: list[str], values: list[float], ylabel: str, title: str):
-    if not labels:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(range(len(labels)), values)
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+def _bars(ax, labels: list[str], values: list[float], ylabel: str, title: str) -> None:
+    ax.bar(range(len(labels)), values, color="tab:blue")
+    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
     ax.set(ylabel=ylabel, title=title)
+
+
+def _panels(folder: Path, name: str, title: str, panels: list[tuple[list[str], list[float], str, str]]) -> str | None:
+    """Bar panels side by side, the empty ones left out; None when all are empty."""
+    panels = [p for p in panels if p[0]]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), squeeze=False)
+    fig.suptitle(title)
+    for ax, (labels, values, ylabel, title) in zip(axes[0], panels, strict=True):
+        _bars(ax, labels, values, ylabel, title)
     return _save(fig, folder, name)
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def efficiency_panels(chosen: dict[tuple[str, str], list[dict]], bench: list[dict]) -> tuple[list, list]:
+    """(fig3 panels, fig4 panels): per method params %, wall time, time per step, peak memory; bench rows."""
+    models = {m for (m, _x) in chosen}
+    labels = {key: _label(key[0], key[1], models) for key in chosen}
+    keys = sorted(chosen)
+
+    def column(get):
+        pairs = [(labels[k], [v for v in (get(r) for r in chosen[k]) if v is not None]) for k in keys]
+        pairs = [(label, values) for label, values in pairs if values]
+        return [p[0] for p in pairs], [_mean(p[1]) for p in pairs]
+
+    params = column(lambda r: (r.get("params") or {}).get("percent"))
+    wall = column(lambda r: r.get("wall_time_s") / 3600 if r.get("wall_time_s") is not None else None)
+    per_step = column(lambda r: r["wall_time_s"] / max(1, int((r.get("train") or {}).get("steps") or 1))
+                      if r.get("wall_time_s") is not None else None)
+    memory = column(lambda r: r.get("peak_memory_bytes") / 2**30 if r.get("peak_memory_bytes") else None)
+    kinds = sorted({str(r.get("peak_memory_kind")) for k in keys for r in chosen[k] if r.get("peak_memory_bytes")})
+    fig3 = [(*params, "trainable parameters (%)", "parameters"), (*wall, "hours", "training time"),
+            (*per_step, "seconds", "wall time / step")]
+    fig4 = [(*memory, "GiB", f"peak memory ({', '.join(kinds)})")]
+    rows = sorted(bench, key=lambda row: str(row.get("method")))
+
+    def bench_column(field, scale):
+        kept = [r for r in rows if isinstance(r.get(field), int | float)]
+        return [str(r.get("method")) for r in kept], [r[field] * scale for r in kept]
+
+    fig3.append((*bench_column("step_time_s", 1.0), "seconds", "make bench: step time"))
+    fig4.append((*bench_column("peak_memory_bytes", 2**-30), "GiB", "make bench: peak memory"))
+    fig4.append((*bench_column("saved_activation_bytes", 2**-30), "GiB", "make bench: saved activations"))
+    return fig3, fig4
+
+
 def load_bench(root: str | Path) -> list[dict[str, Any]]:
-    """Rows of the newest benchmark record under root (``make bench``), if any."""
+    """Rows of the newest completed benchmark record under root (``make bench``), if any."""
     found = []
     for path in records.find_records(root):
         try:
-            record = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError):
+            record = records.read_record(path)
+        except (OSError, ValueError):
             continue
         if record.get("family") == "bench" and record.get("status") == "completed":
-            found.append((record.get("finished_at") or "", record.get("bench") or []))
-    return max(found, key=lambda item: item[0])[1] if found else []
+            found.append((str(record.get("finished_at") or ""), str(path), record.get("bench") or []))
+    return max(found)[2] if found else []
 
 
-def make_all(runs: list[dict[str, Any]], folder: Path, bench: list[dict[str, Any]] | None = None) -> list[str]:
+def make_all(runs: list[dict[str, Any]], folder: Path, bench: list[dict[str, Any]] | None = None,
+             paper_dir: Path | None = None) -> tuple[list[str], list[str]]:
+    """Every figure that has data; returns (names drawn, notes on those skipped)."""
     sst2 = [r for r in runs if r.get("task") == "sst2"]
-    made = [
-        _sweep([r for r in runs if r.get("method") == "propulsion"], folder, "fig5_degree", lambda r: r.get("degree"),
-               ("sst2", "qnli", "mrpc"), "degree k", "Figure 5 (left): metric vs degree"),
-        _curves([r for r in sst2 if r.get("method") == "propulsion"], folder, "fig5_steps",
-                lambda r: f"k={r.get('degree')}", "Figure 5 (right): SST-2 by degree"),
-        _curves(sst2, folder, "fig3_convergence", lambda r: r.get("method"), "Figure 3: convergence on SST-2"),
-        _sweep(runs, folder, "fig8_init", lambda r: _method(r, "init"), ("sst2",), "initialisation",
-               "Figure 8: initialisation", categorical=True),
-        _sweep(runs, folder, "fig10_vectors", lambda r: _method(r, "num_vectors"),
-               ("sst2", "qnli", "mrpc", "mnli", "rte"), "Propulsion vectors per layer", "Figure 10"),
-        _sweep([r for r in runs if (_method(r, "num_vectors") or 1) > 1], folder, "fig11_pooling",
-               lambda r: _method(r, "pooling"), ("sst2", "mrpc", "mnli", "qnli", "rte"), "pooling", "Figure 11",
-               categorical=True),
-    ]
-    by_method = {}
-    for record in sorted(sst2, key=lambda r: r.get("_path", "")):
-        by_method.setdefault(record.get("method"), record)
-    labels = sorted(by_method)
-    made.append(_bars(folder, "fig3_params", labels, [by_method[m]["params"]["percent"] for m in labels],
-                      "trainable parameters (%)", "Figure 3 (right): parameters"))
-    steps = [max(1, (by_method[m].get("train") or {}).get("steps", 1)) for m in labels]
-    made.append(_bars(folder, "fig3_time_per_step", labels,
-                      [by_method[m]["wall_time_s"] / s for m, s in zip(labels, steps, strict=True)], "seconds per step",
-                      "Figure 3 (right): time per iteration"))
-    if bench:
-        rows = sorted(bench, key=lambda row: str(row.get("method")))
-        made.append(_bars(folder, "fig4_memory", [str(r["method"]) for r in rows],
-                          [r.get("peak_memory_bytes", 0) / 2**30 for r in rows], "peak memory (GiB)",
-                          "Figure 4: memory per method (make bench)"))
-    return [name for name in made if name]
+    steps = _chosen_groups([r for r in _ablation(sst2, ("degree",)) if r.get("evaluations")],
+                           lambda r: (r.get("model"), r.get("degree")), ("degree",), _most_evaluations)
+    presets = [r for r in sst2 if r.get("evaluations") and aggregate.row_method(r, "table1")
+               and not aggregate.deviations(r.get("config") or {}) and aggregate.at_paper_degree(r["config"])]
+    methods = _chosen_groups(presets, lambda r: (r.get("model"), r.get("method")), prefer=_most_evaluations)
+    fig3, fig4 = efficiency_panels(methods, bench or [])
+    made = {
+        "fig5_degree": sweep(runs, folder, "fig5_degree", "degree", ("sst2", "qnli", "mrpc"),
+                             "Figure 5 (left): metric vs degree", paper_dir=paper_dir),
+        "fig5_steps": curves({(m, f"k={k}"): g for (m, k), g in steps.items()}, folder, "fig5_steps",
+                             "Figure 5 (right): SST-2 by degree"),
+        "fig3_convergence": curves(methods, folder, "fig3_convergence", "Figure 3 (left): convergence on SST-2"),
+        "fig3_efficiency": _panels(folder, "fig3_efficiency", "Figure 3 (right): efficiency on SST-2", fig3),
+        "fig4_memory": _panels(folder, "fig4_memory", "Figure 4: memory per method", fig4),
+        "fig8_init": sweep(runs, folder, "fig8_init", "init", ("sst2",), "Figure 8: initialisation of z",
+                           swept=("init", "init_scale"), paper_dir=paper_dir),
+        "fig10_vectors": sweep(runs, folder, "fig10_vectors", "num_vectors", ("sst2", "qnli", "mrpc", "mnli", "rte"),
+                               "Figure 10: Propulsion vectors per layer", paper_dir=paper_dir),
+        "fig11_pooling": sweep([r for r in runs if (_setting(r, "num_vectors") or 1) > 1], folder, "fig11_pooling",
+                               "pooling", ("sst2", "mrpc", "mnli", "qnli", "rte"), "Figure 11: pooling of p vectors",
+                               swept=("pooling", "num_vectors"), paper_dir=paper_dir),
+    }
+    drawn = [name for name, result in made.items() if result]
+    notes = [f"{name}: skipped, no matching records" for name, result in made.items() if not result]
+    return drawn, notes
