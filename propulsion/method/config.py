@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,13 +53,7 @@ class PropulsionConfig:
     )
 
     def __post_init__(self) -> None:
-        degree = self.degree
-        if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
-            # Hydra/JSON may hand over 15.0; an integral float is accepted, anything else is not.
-            if isinstance(degree, float) and degree.is_integer() and degree >= 1:
-                self.degree = int(degree)
-            else:
-                raise ValueError(f"degree must be an integer >= 1, got {degree!r}")
+        self.degree = _integer("degree", self.degree)
         if isinstance(self.targets, str):
             if self.targets not in PRESETS:
                 raise ValueError(
@@ -68,14 +64,19 @@ class PropulsionConfig:
             self.targets = list(self.targets)
             if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
                 raise ValueError(f"targets must be a preset or a non-empty list of patterns, got {self.targets!r}")
+            for pattern in self.targets:  # a typo like 'layer.[0' would otherwise surface as re.error at injection
+                try:
+                    re.compile(pattern)
+                except re.error as error:
+                    raise ValueError(f"target pattern {pattern!r} is not a valid regular expression: {error}") from None
         _check("head", self.head, HEAD_POLICIES)
         _check("bias", self.bias, BIAS_POLICIES)
         _check("pooling", self.pooling, POOLINGS)
         _check("init", self.init, INITS)
-        if isinstance(self.num_vectors, bool) or not isinstance(self.num_vectors, int) or self.num_vectors < 1:
-            raise ValueError(f"num_vectors must be an integer >= 1, got {self.num_vectors!r}")
-        if not self.init_scale > 0:
-            raise ValueError(f"init_scale must be > 0, got {self.init_scale!r}")
+        self.num_vectors = _integer("num_vectors", self.num_vectors)
+        scale = self.init_scale
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0:
+            raise ValueError(f"init_scale must be a number > 0, got {self.init_scale!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +88,16 @@ class PropulsionConfig:
         if unknown:
             raise ValueError(f"unknown PropulsionConfig field(s) {unknown}; valid: {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def _integer(name: str, value: Any) -> int:
+    """An integer >= 1 as a Python int. numpy integers (a sweep over np.arange) and integral floats (Hydra/JSON may
+    hand over 15.0) are accepted; booleans, strings and fractions are not."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    if isinstance(value, float) and value.is_integer() and value >= 1:
+        return int(value)
+    raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _check(name: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -42,6 +42,38 @@ def propulsion_layers(model: nn.Module) -> dict[str, PropulsionLayer]:
     return {name: module for name, module in model.named_modules() if isinstance(module, PropulsionLayer)}
 
 
+def _tied_groups(model: nn.Module) -> list[list[str]]:
+    """Full names of parameters that are one tensor under several names (tied weights, e.g. lm_head and the
+    input embeddings), each group listed in module order."""
+    groups: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(parameter), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _retie(model: nn.Module, groups: list[list[str]]) -> None:
+    """Make each group one tensor again: every member takes the first member's parameter."""
+    for first, *others in groups:
+        parameter = model.get_parameter(first)
+        for name in others:
+            parent, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, leaf, parameter)
+
+
+def _untie_config_where_split(model: nn.Module, groups: list[list[str]]) -> None:
+    """transformers re-ties input and output embeddings from ``config.tie_word_embeddings`` (tie_weights(),
+    resize_token_embeddings(), loading a checkpoint): once a merge gave the members of a tied group different
+    values, the config must say they are untied, or the next tie_weights() silently undoes the merge."""
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    split = [names for names in groups if len({id(parameters.get(n)) for n in names}) > 1]
+    if not split:
+        return
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if getattr(config, "tie_word_embeddings", False):
+            config.tie_word_embeddings = False
+
+
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -112,6 +144,7 @@ class PropulsionModel(nn.Module):
         self.base_model = model
         self.propulsion_config = config
         self.wrapped_modules = inject_propulsion(model, config)
+        self._tied_before_merge: list[list[str]] | None = None  # set by merge(), read by unmerge()
 
     def forward(self, *args, **kwargs):
         return self.base_model(*args, **kwargs)
@@ -137,20 +170,31 @@ class PropulsionModel(nn.Module):
               f"|| trainable%: {counted.percent:.4f}")
 
     def merge(self) -> None:
+        """Fold every scale into its base weights. Merging makes new weight tensors, so weights tied to each
+        other (lm_head and the input embeddings) stop being one tensor; unmerge() ties them again."""
+        if self._tied_before_merge is None:
+            self._tied_before_merge = _tied_groups(self.base_model)
         for layer in propulsion_layers(self.base_model).values():
             layer.merge()
 
     def unmerge(self) -> None:
         for layer in propulsion_layers(self.base_model).values():
             layer.unmerge()
+        if self._tied_before_merge is not None:
+            _retie(self.base_model, self._tied_before_merge)  # the members are equal again up to rounding
+            self._tied_before_merge = None
 
     def merge_and_unload(self) -> nn.Module:
-        """The plain model: every wrapper merged and replaced by its base layer."""
+        """The plain model: every wrapper merged and replaced by its base layer. Where a merge gave tied weights
+        different values, ``config.tie_word_embeddings`` is set to False so transformers keeps them apart."""
+        groups = self._tied_before_merge if self._tied_before_merge is not None else _tied_groups(self.base_model)
         for name, layer in propulsion_layers(self.base_model).items():
             layer.merge()
             _replace(self.base_model, name, layer.base_layer)
         if hasattr(self.base_model, "propulsion_config"):
             del self.base_model.propulsion_config
+        _untie_config_where_split(self.base_model, [[n.replace(".base_layer.", ".") for n in g] for g in groups])
+        self._tied_before_merge = None
         return self.base_model
 
     def save_pretrained(self, directory: str | Path) -> None:

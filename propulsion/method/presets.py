@@ -110,13 +110,15 @@ def wrappable_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 def head_module_names(model: nn.Module) -> list[str]:
     """The task head: the model's top-level children other than its backbone (``base_model_prefix``) and other
-    than its output embeddings — a language model's lm_head is pretrained (often tied), not a new task head."""
+    than its output embeddings — a language model's lm_head is pretrained (often tied), not a new task head.
+    Only children that hold parameters: BERT's and DeBERTa's top-level ``dropout`` is no head module."""
     prefix = getattr(model, "base_model_prefix", "")
     children = dict(model.named_children())
     if prefix not in children:  # a bare backbone (AutoModel) has no head
         return []
     output_embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return [name for name, child in children.items() if name != prefix and child is not output_embeddings]
+    return [name for name, child in children.items()
+            if name != prefix and child is not output_embeddings and any(True for _ in child.parameters())]
 
 
 def resolve_targets(model: nn.Module, targets, architecture: str | None = None,
