@@ -52,6 +52,8 @@ def test_multi_propulsion_counts_p_vectors_and_is_identity_at_init():
 
 def test_initialisations():
     torch.manual_seed(0)
+    assert torch.equal(linear_layer().propulsion, torch.ones(1, 2))
+    assert torch.equal(linear_layer(num_vectors=3).propulsion, torch.ones(3, 2))
     assert torch.equal(linear_layer(init="zeros").propulsion, torch.zeros(1, 2))
     big = PropulsionLayer(nn.Linear(3, 4000), PropulsionConfig(init="normal", init_scale=0.1)).propulsion
     assert abs(big.mean().item() - 1) < 0.01 and abs(big.std().item() - 0.1) < 0.01
@@ -59,6 +61,10 @@ def test_initialisations():
     assert uniform.min() >= 0.9 and uniform.max() <= 1.1 and abs(uniform.mean().item() - 1) < 0.01
     zero = linear_layer(init="zeros")
     assert torch.equal(zero(torch.randn(2, 3)), torch.zeros(2, 2))
+    zero.merge()  # a zero scale merges (the weights become 0) but cannot be undone
+    assert torch.equal(zero(torch.randn(2, 3)), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="cannot unmerge: a Propulsion scale is exactly 0"):
+        zero.unmerge()
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -72,10 +78,26 @@ def test_initialisations():
     ({"pooling": "avg"}, "unknown pooling 'avg'; valid choices: mean, max, min, l2, prod"),
     ({"init": "foo"}, "unknown init 'foo'"),
     ({"head": "frozen"}, "unknown head 'frozen'"),
+    ({"bias": "some"}, "unknown bias 'some'; valid choices: none, all"),
+    ({"num_vectors": True}, "num_vectors must be an integer >= 1, got True"),
+    ({"num_vectors": 2.5}, "got 2.5"),
+    ({"init_scale": 0}, "init_scale must be a number > 0, got 0"),
+    ({"init_scale": "x"}, "init_scale must be a number > 0, got 'x'"),
+    ({"targets": []}, "targets must be a preset or a non-empty list of patterns, got []"),
+    ({"targets": ["query", r"layer\.[0"]}, r"target pattern 'layer\\.[0' is not a valid regular expression"),
 ])
 def test_bad_configs_name_the_value(fields, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError) as error:
         PropulsionConfig(**fields)
+    assert message in str(error.value)
+
+
+def test_integral_numbers_are_accepted_as_python_ints():
+    import numpy as np
+
+    for value in (15.0, np.int64(15), 15):
+        config = PropulsionConfig(degree=value, num_vectors=value)
+        assert type(config.degree) is int and config.degree == 15 and type(config.num_vectors) is int
 
 
 def test_config_json_round_trip_and_unknown_fields():

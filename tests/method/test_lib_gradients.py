@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.func import functional_call
 from transformers.pytorch_utils import Conv1D
 
 from propulsion import PropulsionConfig, get_propulsion_model
@@ -22,6 +23,38 @@ def test_apply_scale_gradcheck_in_float64():
     # A scale entry of exactly 0 (init="zeros"): V cannot be recovered from V ⊙ s, the gradient must still be right.
     zeroed = torch.tensor([0.0, 1.5, -0.5, 2.0], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(apply_scale, (output, zeroed))
+
+
+# Three z rows per output feature, well apart (no ties for max/min within gradcheck's step) and away from 1.
+Z3 = torch.tensor([[1.3, 0.8, 1.1], [0.9, 1.2, 0.7], [1.05, 1.0, 1.25]], dtype=torch.float64)
+
+
+def frozen_base(kind: str) -> nn.Module:
+    torch.manual_seed(0)
+    return {"linear": lambda: nn.Linear(4, 3), "embedding": lambda: nn.Embedding(6, 3),
+            "conv1d": lambda: Conv1D(3, 4)}[kind]().double().requires_grad_(False)  # frozen, as injected
+
+
+@pytest.mark.parametrize("kind", ["linear", "embedding", "conv1d"])
+@pytest.mark.parametrize(("vectors", "pooling"), [(1, "mean"), (3, "mean"), (3, "max"), (3, "min"), (3, "l2"),
+                                                   (3, "prod")])
+def test_gradcheck_through_the_real_layer_wrt_input_and_z(kind, vectors, pooling):
+    # z is float32 by design (compute_scale rounds it), so a float64 z is fed in through functional_call and the
+    # layer's own forward/backward is checked against finite differences: the step (1e-3) is far above float32's
+    # rounding of z (6e-8), and a wrong gradient (a missing k, z^k instead of k z^(k-1), a wrong pooling
+    # derivative) is off by O(1), far outside the tolerance.
+    layer = PropulsionLayer(frozen_base(kind), PropulsionConfig(degree=3, num_vectors=vectors, pooling=pooling))
+    z = Z3[:vectors].clone().requires_grad_()
+
+    def through_layer(inputs, z):
+        return functional_call(layer, {"propulsion": z}, (inputs,))
+
+    if kind == "embedding":
+        ids = torch.tensor([[0, 5, 2, 5], [1, 1, 3, 0]])
+        assert torch.autograd.gradcheck(lambda z: through_layer(ids, z), (z,), eps=1e-3, atol=1e-4, rtol=1e-3)
+    else:
+        inputs = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(through_layer, (inputs, z), eps=1e-3, atol=1e-4, rtol=1e-3)
 
 
 def reference_z_gradient(base_output: torch.Tensor, weights: torch.Tensor, z: torch.Tensor, degree: int):
@@ -96,3 +129,5 @@ def test_bf16_training_at_degree_200_stays_finite():
         out.loss.backward()
         optimizer.step()
     assert all(layer.propulsion.dtype == torch.float32 and torch.isfinite(layer.propulsion).all() for layer in layers)
+    assert all(layer.propulsion.grad.dtype == torch.float32 for layer in layers)
+    assert any(not torch.equal(layer.propulsion, torch.ones_like(layer.propulsion)) for layer in layers)  # it moved

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from propulsion import PropulsionConfig, PropulsionModel, get_propulsion_model
 from propulsion.method import PropulsionLayer, propulsion_layers
-from tests.method.tiny_models import batch, family_model, outputs, roberta_classifier
+from tests.method.tiny_models import batch, family_model, outputs, roberta_classifier, tied_llama
 
 
 def perturbed(model: PropulsionModel, seed: int = 1, scale: float = 0.05) -> PropulsionModel:
@@ -21,28 +21,95 @@ def perturbed(model: PropulsionModel, seed: int = 1, scale: float = 0.05) -> Pro
     return model
 
 
+def base_tensors(model: PropulsionModel) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.base_model.named_parameters() if ".base_layer." in name}
+
+
 def test_merge_unmerge_and_unload():
     model = perturbed(get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=5)))
-    weight = model.base_model.roberta.encoder.layer[0].attention.self.query.base_layer.weight.clone()
+    before = base_tensors(model)
     expected = outputs(model, batch())
     model.merge()
-    assert torch.allclose(outputs(model, batch()), expected, atol=1e-5)
+    layers = propulsion_layers(model.base_model)
+    assert all(layer.merged for layer in layers.values())
+    query = layers["roberta.encoder.layer.0.attention.self.query"]
+    scale = query.propulsion.detach()[0] ** 5  # the merged weight is diag(z^k) W, the bias b ⊙ z^k
+    assert torch.allclose(query.base_layer.weight, before[f"{'roberta.encoder.layer.0.attention.self.query'}"
+                                                          ".base_layer.weight"] * scale[:, None], rtol=1e-6)
+    merged = outputs(model, batch())
+    assert torch.allclose(merged, expected, atol=1e-5) and not torch.equal(merged, outputs(roberta_classifier(),
+                                                                                          batch()))
     model.unmerge()
-    restored = model.base_model.roberta.encoder.layer[0].attention.self.query.base_layer.weight
-    assert torch.allclose(restored, weight, atol=1e-6)
+    assert not any(layer.merged for layer in layers.values())
+    after = base_tensors(model)
+    assert all(torch.allclose(after[name], value, atol=1e-6) for name, value in before.items())  # weights, biases
+    assert torch.allclose(outputs(model, batch()), expected, atol=1e-5)
     plain = model.merge_and_unload()
     assert not any(isinstance(m, PropulsionLayer) for m in plain.modules())
+    assert not any(".base_layer." in name or "propulsion" in name for name, _ in plain.named_parameters())
+    assert type(plain).__name__ == "RobertaForSequenceClassification"
     assert torch.allclose(outputs(plain, batch()), expected, atol=1e-5)
 
 
-def test_tied_weights_merge_correctly():
-    base = family_model("llama")
-    base.config.tie_word_embeddings = True
-    base.lm_head.weight = base.model.embed_tokens.weight
+@pytest.mark.parametrize("family", ["bert", "deberta-v2", "bart", "mistral", "bloom", "gptj", "falcon", "phi"])
+def test_merge_and_unload_keeps_the_outputs_of_every_family(family):
+    model = perturbed(get_propulsion_model(family_model(family), PropulsionConfig(degree=3)))
+    inputs = batch()
+    if family == "bart":
+        inputs["decoder_input_ids"] = inputs["input_ids"][:, :4]
+    expected = outputs(model, inputs)
+    plain = model.merge_and_unload()
+    assert not any(isinstance(m, PropulsionLayer) for m in plain.modules())
+    assert torch.allclose(outputs(plain, inputs), expected, atol=1e-5)
+    # bart, bloom and falcon tie lm_head to the input embeddings: merged apart, the config must say so
+    # (transformers re-ties from the config in tie_weights()), and re-tying must not undo the merge
+    if family in ("bart", "bloom", "falcon"):
+        assert plain.get_output_embeddings().weight is not plain.get_input_embeddings().weight
+        assert plain.config.tie_word_embeddings is False
+    plain.tie_weights()
+    assert torch.allclose(outputs(plain, inputs), expected, atol=1e-5)
+
+
+def test_tied_weights_merge_correctly_and_survive_save_and_reload(tmp_path):
+    base = tied_llama()
     model = perturbed(get_propulsion_model(base, PropulsionConfig(degree=3)))
-    assert {"lm_head", "model.embed_tokens"} <= set(propulsion_layers(model.base_model))
+    layers = propulsion_layers(model.base_model)
+    assert layers["lm_head"].base_layer.weight is layers["model.embed_tokens"].base_layer.weight  # still tied
     expected = outputs(model, batch())
     plain = model.merge_and_unload()
+    assert torch.allclose(outputs(plain, batch()), expected, atol=1e-5)
+    # lm_head now holds diag(s_head) E and embed_tokens E diag(s_emb): two tensors, and the config says so
+    assert plain.lm_head.weight is not plain.model.embed_tokens.weight
+    assert plain.config.tie_word_embeddings is False
+    plain.tie_weights()  # what resize_token_embeddings() and loading do: must not put the tie back
+    assert torch.allclose(outputs(plain, batch()), expected, atol=1e-5)
+    plain.save_pretrained(tmp_path)
+    reloaded = type(plain).from_pretrained(tmp_path).eval()
+    assert reloaded.lm_head.weight is not reloaded.model.embed_tokens.weight
+    assert torch.allclose(outputs(reloaded, batch()), expected, atol=1e-5)
+
+
+def test_unmerge_ties_the_weights_again():
+    model = perturbed(get_propulsion_model(tied_llama(), PropulsionConfig(degree=3)))
+    table = model.base_model.model.embed_tokens.base_layer.weight.detach().clone()
+    expected = outputs(model, batch())
+    model.merge()
+    assert model.base_model.lm_head.base_layer.weight is not model.base_model.model.embed_tokens.base_layer.weight
+    assert torch.allclose(outputs(model, batch()), expected, atol=1e-5)
+    model.unmerge()
+    assert model.base_model.lm_head.base_layer.weight is model.base_model.model.embed_tokens.base_layer.weight
+    assert torch.allclose(model.base_model.lm_head.base_layer.weight, table, atol=1e-6)
+    assert torch.allclose(outputs(model, batch()), expected, atol=1e-5)
+    plain = model.merge_and_unload()  # merge again after an unmerge: still right, still untied in the config
+    assert plain.config.tie_word_embeddings is False
+    assert torch.allclose(outputs(plain, batch()), expected, atol=1e-5)
+
+
+def test_a_tie_no_merge_touches_stays():
+    model = perturbed(get_propulsion_model(tied_llama(), PropulsionConfig(degree=3, targets="attn")))
+    expected = outputs(model, batch())
+    plain = model.merge_and_unload()
+    assert plain.lm_head.weight is plain.model.embed_tokens.weight and plain.config.tie_word_embeddings is True
     assert torch.allclose(outputs(plain, batch()), expected, atol=1e-5)
 
 
@@ -76,15 +143,14 @@ def test_passthrough_of_config_forward_and_generate():
 
 
 def test_merging_a_tied_lm_head_leaves_the_input_embeddings_alone():
-    base = family_model("llama")
-    base.config.tie_word_embeddings = True
-    base.lm_head.weight = base.model.embed_tokens.weight
+    base = tied_llama()
     table = base.model.embed_tokens.weight.detach().clone()
     model = perturbed(get_propulsion_model(base, PropulsionConfig(degree=3, targets=["lm_head"])), scale=0.2)
     expected = outputs(model, batch())
     plain = model.merge_and_unload()
     assert torch.equal(plain.model.embed_tokens.weight, table)  # a new lm_head weight, not an in-place edit
     assert torch.allclose(outputs(plain, batch()), expected, atol=1e-5)
+    assert plain.config.tie_word_embeddings is False
 
 
 def test_conv1d_merges_per_output_column():

@@ -9,10 +9,21 @@ VOCAB = 100
 
 
 def roberta_classifier(seed: int = 0, hidden: int = 32, labels: int = 2):
+    """The brief's tiny RoBERTa classifier, in eval mode (dropout off)."""
     torch.manual_seed(seed)
     config = tf.RobertaConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=64, num_labels=labels, max_position_embeddings=64)
+                              intermediate_size=64, num_labels=labels)
     return tf.RobertaForSequenceClassification(config).eval()
+
+
+def tied_llama(seed: int = 0):
+    """A tiny Llama whose lm_head is the input embedding table (transformers ties them at construction)."""
+    torch.manual_seed(seed)
+    config = tf.LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                            num_key_value_heads=4, intermediate_size=64, tie_word_embeddings=True)
+    model = tf.LlamaForCausalLM(config).eval()
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    return model
 
 
 def family_model(family: str, seed: int = 0):
