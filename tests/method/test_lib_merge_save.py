@@ -125,21 +125,72 @@ def test_save_and_load_round_trip(tmp_path):
     assert torch.equal(outputs(loaded, batch()), expected)
 
 
+def test_the_adapter_file_holds_only_the_trainable_tensors(tmp_path):
+    model = perturbed(get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=7, targets="attn")))
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_model.safetensors", "propulsion_config.json"]
+    tensors = load_file(str(tmp_path / "adapter_model.safetensors"))  # a real safetensors file
+    assert sorted(tensors) == [f"roberta.encoder.layer.{i}.attention.self.{p}.propulsion"
+                               for i in (0, 1) for p in ("key", "query", "value")]
+    assert all(t.shape == (1, 32) and t.dtype == torch.float32 for t in tensors.values())
+    saved = json.loads((tmp_path / "propulsion_config.json").read_text())
+    assert saved["base_model_type"] == "roberta" and saved["propulsion_config"]["targets"] == "attn"
+
+
+def test_round_trip_with_a_full_head_and_biases(tmp_path):
+    config = PropulsionConfig(degree=3, targets=["query", "value"], head="full", bias="all")
+    model = perturbed(get_propulsion_model(roberta_classifier(seed=0), config))
+    with torch.no_grad():  # what training would have changed besides z
+        model.base_model.classifier.out_proj.weight.add_(0.5)
+        model.base_model.roberta.encoder.layer[1].output.dense.bias.add_(0.5)
+    expected = outputs(model, batch())
+    model.save_pretrained(tmp_path)
+    tensors = load_file(str(tmp_path / "adapter_model.safetensors"))
+    assert {"classifier.out_proj.weight", "classifier.dense.bias", "roberta.encoder.layer.1.output.dense.bias",
+            "roberta.encoder.layer.0.attention.self.value.base_layer.bias"} <= set(tensors)
+    assert not any(n.endswith(".weight") and not n.startswith("classifier.") for n in tensors)  # no frozen weight
+    loaded = PropulsionModel.from_pretrained(roberta_classifier(seed=0), tmp_path)
+    assert loaded.propulsion_config == config
+    assert torch.equal(outputs(loaded, batch()), expected)
+    loaded.merge()
+    with pytest.raises(ValueError, match="unmerge"):  # merged weights are no adapter
+        loaded.save_pretrained(tmp_path / "merged")
+
+
 def test_loading_onto_another_model_size_names_the_key_and_shapes(tmp_path):
-    get_propulsion_model(roberta_classifier(hidden=32), PropulsionConfig()).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"shape \(1, 32\) but the model's is \(1, 48\)"):
+    layer_1_query = [r".*layer\.1\.attention\.self\.query"]
+    get_propulsion_model(roberta_classifier(hidden=32), PropulsionConfig(targets=layer_1_query)).save_pretrained(
+        tmp_path)
+    with pytest.raises(ValueError, match=r"adapter tensor 'roberta\.encoder\.layer\.1\.attention\.self\.query\."
+                                         r"propulsion' has shape \(1, 32\) but the model's is \(1, 48\)"):
         PropulsionModel.from_pretrained(roberta_classifier(hidden=48), tmp_path)
-    with pytest.raises(ValueError, match="propulsion_config.json is missing"):
+
+
+def test_missing_adapter_files_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"nothing holds no Propulsion adapter: propulsion_config\.json is missing"):
         PropulsionModel.from_pretrained(roberta_classifier(), tmp_path / "nothing")
+    get_propulsion_model(roberta_classifier(), PropulsionConfig()).save_pretrained(tmp_path)
+    (tmp_path / "adapter_model.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"adapter_model\.safetensors is missing"):
+        PropulsionModel.from_pretrained(roberta_classifier(), tmp_path)
 
 
 def test_passthrough_of_config_forward_and_generate():
+    untouched = family_model("llama")
     model = get_propulsion_model(family_model("llama"), PropulsionConfig(degree=15))
-    assert model.config.model_type == "llama"
+    assert model.config is model.base_model.config and model.config.model_type == "llama"
     inputs = batch(size=2, length=5)
-    assert model(**inputs, labels=inputs["input_ids"]).loss.ndim == 0
-    generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
-    assert generated.shape == (2, 8)
+    loss = model(**inputs, labels=inputs["input_ids"]).loss
+    assert loss.ndim == 0 and torch.equal(loss, untouched(**inputs, labels=inputs["input_ids"]).loss)
+    generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert generated.shape == (2, 9) and torch.equal(generated[:, :5], inputs["input_ids"])
+    # greedy decoding through the wrapped layers (with the KV cache) picks the untouched model's tokens at init
+    assert torch.equal(generated, untouched.generate(**inputs, max_new_tokens=4, do_sample=False))
+    classifier = get_propulsion_model(roberta_classifier(), PropulsionConfig())
+    labels = torch.tensor([0, 1, 1, 0])
+    out = classifier(**batch(), labels=labels)
+    assert out.loss.ndim == 0 and out.logits.shape == (4, 2)
+    assert torch.equal(out.loss, roberta_classifier()(**batch(), labels=labels).loss)
 
 
 def test_merging_a_tied_lm_head_leaves_the_input_embeddings_alone():
