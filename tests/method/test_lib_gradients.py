@@ -9,9 +9,9 @@ from torch.func import functional_call
 from transformers.pytorch_utils import Conv1D
 
 from propulsion import PropulsionConfig, get_propulsion_model
-from propulsion.method import PropulsionLayer
+from propulsion.method import PropulsionLayer, propulsion_layers
 from propulsion.method.scaling import apply_scale
-from tests.method.tiny_models import batch, roberta_classifier
+from tests.method.tiny_models import batch, family_model, roberta_classifier
 
 
 def test_apply_scale_gradcheck_in_float64():
@@ -111,7 +111,8 @@ def test_a_few_adam_steps_lower_the_loss():
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.8 * losses[0], losses
+    # observed: 0.693 (chance, ln 2) falling to ~0.1; only z trains (578 numbers), the backbone is random
+    assert abs(losses[0] - 0.693) < 0.01 and max(losses[-3:]) < 0.5 * losses[0], losses
 
 
 def test_bf16_training_at_degree_200_stays_finite():
@@ -131,3 +132,24 @@ def test_bf16_training_at_degree_200_stays_finite():
     assert all(layer.propulsion.dtype == torch.float32 and torch.isfinite(layer.propulsion).all() for layer in layers)
     assert all(layer.propulsion.grad.dtype == torch.float32 for layer in layers)
     assert any(not torch.equal(layer.propulsion, torch.ones_like(layer.propulsion)) for layer in layers)  # it moved
+
+
+@pytest.mark.parametrize("family", ["llama", "roberta", "bloom"])
+def test_gradient_checkpointing_gives_the_same_z_gradients(family):
+    # The suite turns on transformers' gradient checkpointing for large models: the recomputed forward must give
+    # the scaled outputs and z gradients of the plain run, exactly (same ops, same order).
+    def z_gradients(checkpointing: bool) -> dict[str, torch.Tensor]:
+        model = get_propulsion_model(family_model(family), PropulsionConfig(degree=5))
+        generator = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for layer in propulsion_layers(model.base_model).values():
+                layer.propulsion.add_(0.05 * torch.randn(layer.propulsion.shape, generator=generator))
+        if checkpointing:
+            model.base_model.gradient_checkpointing_enable()
+        model.train()
+        model(**batch()).logits.pow(2).mean().backward()
+        return {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+
+    plain, checkpointed = z_gradients(False), z_gradients(True)
+    assert plain.keys() == checkpointed.keys() and all(g.abs().sum() > 0 for g in plain.values())
+    assert all(torch.equal(plain[name], checkpointed[name]) for name in plain)
