@@ -140,5 +140,8 @@ def resolve_targets(model: nn.Module, targets, architecture: str | None = None,
         return selected
     unmatched = [p for p in targets if not any(pattern_matches(p, n) for n in names)]
     if unmatched:
-        raise ValueError(f"target pattern(s) {unmatched} match no Linear/Embedding module of the model")
+        heads = [n for n in candidates if n not in names and any(pattern_matches(p, n) for p in unmatched)]
+        reason = (f" outside the head, which head='full' trains in full (it matched {heads})" if heads else
+                  " of the model")
+        raise ValueError(f"target pattern(s) {unmatched} match no Linear/Embedding module{reason}")
     return [n for n in names if any(pattern_matches(p, n) for p in targets)]

@@ -146,6 +146,12 @@ def test_patterns_that_match_nothing_are_named():
                                                                                  "lm_head"]))
 
 
+def test_a_pattern_for_a_fully_trained_head_says_so():
+    with pytest.raises(ValueError, match=r"\['classifier\.dense'\] match no Linear/Embedding module outside the "
+                                         r"head, which head='full' trains in full"):
+        get_propulsion_model(family_model("roberta"), PropulsionConfig(targets=["classifier.dense"], head="full"))
+
+
 def test_patterns_are_suffixes_or_full_regexes():
     model = get_propulsion_model(family_model("llama"), PropulsionConfig(targets=["q_proj", r".*layers\.1\.mlp\..*"]))
     assert set(propulsion_layers(model.base_model)) == {
