@@ -39,8 +39,13 @@ def test_three_vectors_pool_their_scales(pooling, scale):
     x = torch.randn(5, 3)
     assert torch.allclose(layer(x), layer.base_layer(x) * torch.tensor(scale), rtol=1e-6)
     expected = layer(x)
+    weight, bias = layer.base_layer.weight.detach().clone(), layer.base_layer.bias.detach().clone()
     layer.merge()
+    assert torch.allclose(layer.base_layer.weight, weight * torch.tensor(scale)[:, None], rtol=1e-6)
     assert torch.allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+    layer.unmerge()
+    assert torch.allclose(layer.base_layer.weight, weight, atol=1e-6)
+    assert torch.allclose(layer.base_layer.bias, bias, atol=1e-6)
 
 
 def test_multi_propulsion_counts_p_vectors_and_is_identity_at_init():
