@@ -102,17 +102,19 @@ def test_a_few_adam_steps_lower_the_loss():
     model = get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=15))
     model.train()
     inputs = batch(size=16)
-    labels = (inputs["input_ids"][:, 1] > 50).long()  # a label the first token decides
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    labels = (inputs["input_ids"][:, 1] > 50).long()  # a label the first token decides: separable
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-2)
     losses = []
-    for _ in range(30):
+    for _ in range(15):
         loss = model(**inputs, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    # observed: 0.693 (chance, ln 2) falling to ~0.1; only z trains (578 numbers), the backbone is random
+    # observed: 0.693 (chance, ln 2) falling to ~0.15; only z trains (578 numbers), the backbone is random
     assert abs(losses[0] - 0.693) < 0.01 and max(losses[-3:]) < 0.5 * losses[0], losses
+    model.eval()
+    assert torch.equal(model(**inputs).logits.argmax(-1), labels)  # the batch is now classified right
 
 
 def test_bf16_training_at_degree_200_stays_finite():
