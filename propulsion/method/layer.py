@@ -7,7 +7,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from propulsion.method.config import PropulsionConfig
-from propulsion.method.scaling import apply_embedding_scale, apply_scale, compute_scale
+from propulsion.method.scaling import apply_scale, compute_scale, scaled_embedding, scaled_linear
 
 
 def output_features(layer: nn.Module) -> int:
@@ -49,12 +49,18 @@ class PropulsionLayer(nn.Module):
         return compute_scale(self.propulsion, self.degree, self.pooling)
 
     def forward(self, *args, **kwargs):
-        output = self.base_layer(*args, **kwargs)
+        base = self.base_layer
+        if not self.merged and len(args) == 1 and not kwargs and not (base._forward_hooks or base._forward_pre_hooks):
+            # A plain Linear / lookup (not a subclass, not a forward replaced by hooks: BART's embeddings add
+            # offsets and scales) is computed with its scale in one lean step (scaling.py), same values.
+            forward = getattr(base.forward, "__func__", None)
+            if forward is nn.Linear.forward:
+                return scaled_linear(args[0], base.weight, base.bias, self.scale(), lean=self.lean)
+            if forward is nn.Embedding.forward and base.max_norm is None and not base.weight.requires_grad:
+                return scaled_embedding(args[0], base.weight, self.scale(), lean=self.lean)
+        output = base(*args, **kwargs)
         if self.merged:
             return output
-        # Only a plain lookup V = E[ids] can be recomputed from the ids (BART's subclasses add offsets, scales).
-        if type(self.base_layer).forward is nn.Embedding.forward and args:
-            return apply_embedding_scale(output, self.scale(), args[0], self.base_layer.weight, lean=self.lean)
         return apply_scale(output, self.scale(), lean=self.lean)
 
     def __getattr__(self, name: str):

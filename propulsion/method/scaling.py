@@ -1,28 +1,53 @@
 """The one place where a Propulsion scale meets an activation: V' = V ⊙ s, s broadcast over the last dim.
 
 Memory. The plain expression ``V * s`` makes autograd keep V (the layer's pre-scale output) for the gradient
-of s — an activation-sized tensor per wrapped layer that nothing else needs. The gradient of s only needs the
-per-feature reduction Σ_tokens g ⊙ V = (Σ_tokens g ⊙ V') / s, so the lean function keeps V' instead: the
-tensor the next operation (the next Linear, GELU, the attention matmul) usually keeps anyway, so the storage
-is shared and Propulsion adds (almost) nothing to the saved activations. Where a scale entry is exactly 0, V
-cannot be recovered from V' and the function keeps V, as the plain expression does.
-The forward value is exactly ``V * s`` either way (identity at init stays bitwise).
+of s — an activation-sized tensor per wrapped layer. The gradient of s only needs the per-feature reduction
+Σ_tokens g ⊙ V = (Σ_tokens g ⊙ V') / s, so the lean functions keep V' instead: the tensor the next operation
+usually keeps anyway (GELU after the FFN's first Linear; q, k, v in fused GPU attention), so the storage is
+shared. Where no later operation keeps V' (an output that goes through dropout into a residual sum; q, k, v
+under CPU attention, which keeps scaled copies) the layer costs one activation: the least an exact gradient
+of s needs without recomputing the layer. A frozen embedding keeps only its ids (E[ids] is recomputed).
+Where a scale entry is so small that V'/s would lose V (0, or V ⊙ s below the dtype's normal range), or not
+finite, V is kept instead, as the plain expression does.
+
+Time. A frozen plain Linear (or Embedding) and its scale are one autograd node: the matmul's fresh output is
+scaled in place (no second activation is allocated, and the value is exactly ``F.linear(x, W, b) * s``, so the
+identity at init stays bitwise); the Linear keeps nothing of its own (frozen weight and bias: the input
+gradient needs only W); the backward computes g ⊙ s and the reduction Σ g ⊙ V' in one reused buffer and
+feeds g ⊙ s to the same matmul autograd would. Each call checks s once (a host sync on GPU).
+Low precision: z stays float32, s is cast to the activation dtype, and the reduction runs in float32.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 IMPLEMENTATIONS = ("lean", "simple")
-IMPLEMENTATION = "lean"  # "simple" is the straightforward V * s, kept for tests and the benchmark
+IMPLEMENTATION = "lean"  # "simple" is the straightforward F.linear(x, W, b) * s, kept for tests and the benchmark
+
+
+@contextlib.contextmanager
+def implementation(name: str):
+    """Switch every Propulsion layer to ``lean`` or ``simple`` scaling inside the block (tests, benchmark)."""
+    global IMPLEMENTATION
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown scaling implementation {name!r}; valid choices: {', '.join(IMPLEMENTATIONS)}")
+    before, IMPLEMENTATION = IMPLEMENTATION, name
+    try:
+        yield
+    finally:
+        IMPLEMENTATION = before
 
 
 def compute_scale(vectors: Tensor, degree: int, pooling: str) -> Tensor:
     """s = pool_i(z_i ** k) in float32, from the (p, d_out) parameter. p = 1 skips pooling (bit for bit)."""
+    if vectors.shape[0] == 1:  # a view, not an index: its backward is a reshape, not zeros + copy
+        return vectors.view(-1).float() ** degree
     powered = vectors.float() ** degree
-    if powered.shape[0] == 1:
-        return powered[0]
     if pooling == "mean":
         return powered.mean(0)
     if pooling == "max":
@@ -36,61 +61,139 @@ def compute_scale(vectors: Tensor, degree: int, pooling: str) -> Tensor:
     raise ValueError(f"unknown pooling {pooling!r}")
 
 
+def recoverable(cast: Tensor) -> bool:
+    """Whether V = V'/s is safe for every feature: sqrt(smallest normal) <= |s| < inf. Then a recovered V is off
+    by at most a subnormal spacing / sqrt(tiny) (about 1e-26 in float32 and bfloat16): nothing. One host sync."""
+    smallest, largest = torch.stack(torch.aminmax(cast.abs())).tolist()  # NaN propagates and fails both tests
+    return smallest >= torch.finfo(cast.dtype).tiny ** 0.5 and largest < float("inf")
+
+
+def _transformed() -> bool:
+    """Inside torch.func transforms (jacrev, vmap, functional NTKs): the custom autograd functions (host syncs,
+    in-place scaling, no vmap rule) step aside for the plain expression, which has the same values."""
+    return torch._C._are_functorch_transforms_active()
+
+
+def _tracked(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _is_float32_or_64(tensor: Tensor) -> bool:
+    return tensor.dtype in (torch.float32, torch.float64)
+
+
+def _backward(ctx, grad: Tensor, saved: Tensor, cast: Tensor, want_output: bool, want_scale: bool):
+    """(g ⊙ s, Σ_tokens g ⊙ V) over the last dim, from V (or V' when ctx.recover); one buffer for both."""
+    features = grad.shape[-1]
+    buffer = grad_scale = grad_output = None
+    if want_scale:
+        if _is_float32_or_64(grad):
+            buffer = grad * saved
+        else:  # the sum over every token runs in float32
+            buffer = grad.float() * saved.float()
+        reduced = buffer.reshape(-1, features).sum(0)
+        grad_scale = reduced / cast.to(reduced.dtype) if ctx.recover else reduced
+    if want_output:
+        if buffer is not None and buffer.dtype == grad.dtype and buffer.shape == grad.shape:
+            grad_output = torch.mul(grad, cast, out=buffer)
+        else:
+            grad_output = grad * cast
+    return grad_output, grad_scale
+
+
 class _LeanScale(torch.autograd.Function):
+    """V ⊙ s for any V: keeps V' (or V when s is not recoverable)."""
+
     @staticmethod
     def forward(ctx, output: Tensor, scale: Tensor) -> Tensor:
         cast = scale.to(output.dtype)
+        ctx.recover = recoverable(cast)
         scaled = output * cast
-        # One host sync per layer; it decides whether V can be recovered from V' (no zero scale entry).
-        ctx.recover = not bool((cast == 0).any())
         ctx.save_for_backward(scaled if ctx.recover else output, cast)
         return scaled
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         saved, cast = ctx.saved_tensors
-        grad_output = grad * cast if ctx.needs_input_grad[0] else None
-        grad_scale = None
-        if ctx.needs_input_grad[1]:
-            # Reduce in float32 whatever the activation dtype: z's gradient sums over every token.
-            features = grad.shape[-1]
-            reduced = (grad.float() * saved.float()).reshape(-1, features).sum(0)
-            grad_scale = reduced / cast.float() if ctx.recover else reduced
-        return grad_output, grad_scale
+        return _backward(ctx, grad, saved, cast, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
 
 
-class _LeanEmbeddingScale(torch.autograd.Function):
-    """For a frozen embedding V = E[ids]: keep the ids (a few bytes a token) and recompute E[ids] in backward,
-    instead of keeping V or V' (an activation-sized tensor no other operation keeps)."""
+class _ScaledFrozenLinear(torch.autograd.Function):
+    """(x Wᵀ + b) ⊙ s for 2-D x and frozen W, b: keeps V' (or V) and s; W is a parameter, not an activation."""
 
     @staticmethod
-    def forward(ctx, output: Tensor, scale: Tensor, ids: Tensor, weight: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor) -> Tensor:
+        output = F.linear(x, weight, bias)  # a new tensor, nobody else's: scaled in place
         cast = scale.to(output.dtype)
+        ctx.recover = recoverable(cast)
+        scaled = output.mul_(cast) if ctx.recover else output * cast
+        ctx.save_for_backward(scaled if ctx.recover else output, weight, cast)
+        return scaled
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        saved, weight, cast = ctx.saved_tensors
+        grad_scaled, grad_scale = _backward(ctx, grad, saved, cast, ctx.needs_input_grad[0], ctx.needs_input_grad[3])
+        # Under autocast the matmul ran in the activation dtype; the input's own dtype is restored by autograd.
+        grad_x = grad_scaled.mm(weight.to(grad_scaled.dtype)) if grad_scaled is not None else None
+        return grad_x, None, None, grad_scale
+
+
+class _ScaledFrozenEmbedding(torch.autograd.Function):
+    """E[ids] ⊙ s for a frozen table: keeps the ids (a few bytes a token) and recomputes E[ids] in backward
+    instead of keeping an activation-sized tensor no other operation keeps."""
+
+    @staticmethod
+    def forward(ctx, ids: Tensor, weight: Tensor, scale: Tensor) -> Tensor:
+        rows = weight.index_select(0, ids.reshape(-1))  # F.embedding's values; a new tensor, scaled in place
+        cast = scale.to(rows.dtype)
         ctx.save_for_backward(ids, weight, cast)
-        return output * cast
+        return rows.mul_(cast)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         ids, weight, cast = ctx.saved_tensors
-        grad_output = grad * cast if ctx.needs_input_grad[0] else None
-        grad_scale = None
-        if ctx.needs_input_grad[1]:
-            features = grad.shape[-1]
-            rows = weight.detach()[ids.reshape(-1)].float()
-            grad_scale = (grad.float().reshape(-1, features) * rows).sum(0)
-        return grad_output, grad_scale, None, None
-
-
-def apply_embedding_scale(output: Tensor, scale: Tensor, ids: Tensor, weight: Tensor, lean: bool = True) -> Tensor:
-    """Embedding output ⊙ s; lean path when the embedding table is frozen."""
-    if not lean or IMPLEMENTATION == "simple" or weight.requires_grad or not scale.requires_grad:
-        return apply_scale(output, scale, lean=lean)
-    return _LeanEmbeddingScale.apply(output, scale, ids, weight)
+        if not ctx.needs_input_grad[2]:
+            return None, None, None
+        rows = weight.index_select(0, ids.reshape(-1))
+        if _is_float32_or_64(grad) and rows.dtype == grad.dtype:
+            product = rows.mul_(grad)
+        else:
+            product = rows.float() * grad.float()
+        return None, None, product.sum(0)
 
 
 def apply_scale(output: Tensor, scale: Tensor, lean: bool = True) -> Tensor:
-    """V ⊙ s with s cast to the activation dtype (z itself stays float32). ``lean=False`` where the model
-    modifies this output in place later (the kept V' would be stale)."""
-    if not lean or IMPLEMENTATION == "simple" or not (output.requires_grad or scale.requires_grad):
+    """V ⊙ s with s cast to the activation dtype (z itself stays float32); the value is exactly V * s.
+    ``lean=False`` where the model modifies this output in place later (a kept V' would be stale)."""
+    if not lean or IMPLEMENTATION == "simple" or _transformed() or not _tracked(output, scale):
         return output * scale.to(output.dtype)
     return _LeanScale.apply(output, scale)
+
+
+def scaled_linear(x: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor, lean: bool = True) -> Tensor:
+    """F.linear(x, weight, bias) ⊙ s, exactly; one lean autograd node when weight and bias are frozen."""
+    if _transformed():
+        return apply_scale(F.linear(x, weight, bias), scale, lean=False)
+    if not _tracked(x, weight, bias, scale):
+        output = F.linear(x, weight, bias)
+        return output.mul_(scale.to(output.dtype))
+    frozen = not weight.requires_grad and (bias is None or not bias.requires_grad)
+    if not lean or not frozen or IMPLEMENTATION == "simple":
+        return apply_scale(F.linear(x, weight, bias), scale, lean=lean)
+    flat = _ScaledFrozenLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias, scale)
+    return flat.view(*x.shape[:-1], flat.shape[-1])
+
+
+def scaled_embedding(ids: Tensor, weight: Tensor, scale: Tensor, lean: bool = True) -> Tensor:
+    """F.embedding(ids, weight) ⊙ s, exactly, for a frozen table and a plain lookup (no max_norm; padding_idx
+    only shapes the table's own gradient, which a frozen table has none of)."""
+    if _transformed():
+        return apply_scale(F.embedding(ids, weight), scale, lean=False)
+    if not _tracked(weight, scale):
+        output = F.embedding(ids, weight)
+        return output.mul_(scale.to(output.dtype))
+    if not lean or weight.requires_grad or IMPLEMENTATION == "simple":
+        return apply_scale(F.embedding(ids, weight), scale, lean=lean)
+    flat = _ScaledFrozenEmbedding.apply(ids, weight, scale)
+    return flat.view(*ids.shape, flat.shape[-1])
