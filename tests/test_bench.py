@@ -1,22 +1,61 @@
-"""make bench's machinery on a tiny size: every method measured, one record (no timing asserted)."""
+"""make bench's machinery on a tiny size: every method measured, one record (no timing asserted), and the
+saved-activation counter on cases counted by hand."""
 
 from __future__ import annotations
 
 import json
+
+import torch
 
 from propulsion import bench
 
 
 def test_tiny_benchmark_writes_a_record_with_every_method(tmp_path, capsys):
     out = tmp_path / "bench" / "record.json"
-    assert bench.main(["--size", "tiny", "--rounds", "1", "--threads", "1", "--out", str(out)]) == 0
+    assert bench.main(["--size", "tiny", "--rounds", "4", "--warmup", "1", "--inference-rounds", "2",
+                       "--threads", "1", "--out", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["status"] == "completed" and record["family"] == "bench"
     rows = {row["method"]: row for row in record["bench"]}
     assert set(rows) == set(bench.METHODS)
-    assert rows["floor"]["trainable"] == 1 and rows["propulsion"]["trainable"] == 578
+    for row in rows.values():
+        assert {"method", "trainable", "step_time_s", "saved_activation_bytes", "peak_memory_bytes"} <= set(row)
+        assert row["step_time_s"] > 0 and row["saved_activation_bytes"] > 0 and row["peak_memory_bytes"] > 0
+    # Propulsion(All) on the tiny RoBERTa, one z per output feature: 3 embeddings x 32, 2 layers x (query, key,
+    # value, attention output 4 x 32 + intermediate 64 + output 32), head dense 32 + out_proj 2 = 578.
+    assert rows["propulsion"]["trainable"] == 3 * 32 + 2 * (4 * 32 + 64 + 32) + 32 + 2
+    assert rows["floor"]["trainable"] == 1 and rows["full_ft"]["trainable"] == rows["full_ft"]["total"]
     assert rows["lora"]["time_vs_lora"] == 1.0 and rows["floor"]["saved_vs_floor"] == 1.0
-    # The lean backward keeps less than the plain V * s on the same model.
+    # The lean backward keeps less than the plain V * s on the same model, and never less than the floor.
+    assert rows["floor"]["saved_activation_bytes"] <= rows["propulsion"]["saved_activation_bytes"]
     assert rows["propulsion"]["saved_activation_bytes"] < rows["propulsion_simple"]["saved_activation_bytes"]
-    assert record["bench_inference"]["max_abs_output_difference"] < 1e-5
-    assert "| propulsion | 578 |" in capsys.readouterr().out
+    assert rows["propulsion"]["peak_memory_kind"] == "estimate_weights_state_grads_saved"
+    inference = record["bench_inference"]
+    assert inference["max_abs_output_difference"] < 1e-5 and inference["merged_vs_base"] > 0
+    assert record["bench_setup"]["precision"] == "fp32"
+    printed = capsys.readouterr().out
+    assert "| propulsion | 578 |" in printed and "Propulsion(All) vs floor" in printed
+
+
+def test_saved_bytes_counter_on_a_known_case():
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(5, 4, requires_grad=True)
+    saved, _ = bench.saved_activation_bytes(lambda: torch.relu(layer(x)), list(layer.parameters()))
+    assert saved == 5 * 4 * 4 + 5 * 3 * 4  # the Linear keeps x (weight grad), ReLU keeps its output
+    # Frozen weight: the Linear keeps nothing but its weight (excluded); only ReLU's output is left.
+    layer.requires_grad_(False)
+    saved, _ = bench.saved_activation_bytes(lambda: torch.relu(layer(x)), list(layer.parameters()))
+    assert saved == 5 * 3 * 4
+
+
+def test_saved_bytes_counts_a_shared_storage_once():
+    x = torch.randn(6, 8, requires_grad=True)
+    # sin and cos both keep x; x's transposed view is the same storage: 6 x 8 floats once.
+    saved, _ = bench.saved_activation_bytes(lambda: x.sin() + x.t().cos().t(), [])
+    assert saved == 6 * 8 * 4
+
+
+def test_method_specs_come_from_the_suite_yamls():
+    spec = bench.method_spec("lora")
+    assert spec.peft_type == "LORA" and spec.peft_config["r"] == 8
+    assert bench.method_spec("propulsion").degree == bench.DEGREE
