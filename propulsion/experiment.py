@@ -89,7 +89,8 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         dev_sets = {alias: family.tokenize(task, d, tokenizer, train=False) for alias, d in splits.dev.items()}
         test_sets = {alias: family.tokenize(task, d, tokenizer, train=False) for alias, d in splits.test.items()}
 
-    model = models.load_model(spec.model, family.MODEL_KIND, family.model_overrides(task))
+    overrides = models.config_overrides(spec.model, family.model_overrides(task))
+    model = models.load_model(spec.model, family.MODEL_KIND, overrides)
     total_steps = training.total_steps(len(train_set), trainer, accelerator.num_processes)
     prepared = methods.apply_method(model, spec.method, family.MODEL_KIND, total_steps=total_steps)
     params = methods.count(prepared.model)
@@ -123,6 +124,7 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
                   "resumed_from_step": result.resumed_from_step, "num_processes": accelerator.num_processes,
                   **result.notes},
         "params": params,
+        "model_config_overrides": overrides,
         "method_details": prepared.details,
         "data": splits.notes,
     }

@@ -41,6 +41,27 @@ def load_tokenizer(spec: ModelSpec, padding_side: str = "right"):
     return tokenizer
 
 
+# The config keys through which each family sets hidden-layer and attention dropout: BERT/RoBERTa/DeBERTa the
+# first two, BART dropout + attention_dropout, LLaMA attention_dropout (its MLP has no dropout), BLOOM
+# hidden_dropout + attention_dropout, GPT-J the *_pdrop three. ``model.dropout`` sets every one the config has.
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop")
+
+
+def config_overrides(spec: ModelSpec, task_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the run changes in the model's config: ``model.dropout`` on the family's dropout keys, then the
+    task's own settings (e.g. num_labels). Recorded with the run."""
+    overrides: dict[str, Any] = {}
+    if spec.dropout is not None:
+        config = load_config(spec)
+        keys = [key for key in DROPOUT_KEYS if hasattr(config, key)]
+        if not keys:
+            raise UserError(f"model.dropout={spec.dropout}: the {config.model_type} config of {spec.name!r} has none "
+                            f"of the dropout keys {', '.join(DROPOUT_KEYS)}; leave model.dropout null")
+        overrides = {key: float(spec.dropout) for key in keys}
+    return overrides | dict(task_overrides or {})
+
+
 def load_model(spec: ModelSpec, kind: str, config_overrides: dict[str, Any] | None = None):
     """The backbone with the head for ``kind``; ``config_overrides`` e.g. {"num_labels": 3}."""
     overrides = dict(config_overrides or {})

@@ -33,10 +33,13 @@ class ModelSpec:
     revision: str | None = None
     trust_remote_code: bool = False
     architecture: dict[str, Any] | None = None  # config sizes for offline parameter counts
+    dropout: float | None = None  # hidden and attention dropout of the backbone; None keeps the checkpoint's
 
     def __post_init__(self) -> None:
         if not self.name_or_path and not self.tiny:
             raise UserError(f"model {self.name!r} needs model.name_or_path (a hub id or a local directory)")
+        if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise UserError(f"model.dropout must be a number in [0, 1) or null, got {self.dropout!r}")
 
 
 @dataclass

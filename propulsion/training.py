@@ -146,9 +146,11 @@ def train(
             log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0]}, step)
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"training loss became {mean_loss} at step {step}")
-            if dev_loaders and (step % spec.eval_every == 0 or step == n_steps):
+            at_boundary = step % spec.eval_every == 0 or step == n_steps
+            if at_boundary:  # the loss curve is kept with or without a dev set (reasoning has none)
                 state["train_loss"].append({"step": step, "loss": mean_loss})
                 running_loss, running_count = 0.0, 0
+            if dev_loaders and at_boundary:
                 metrics = evaluate_all()
                 state["evaluations"].append({"step": step, "epoch": step / steps_per_epoch, "split": "dev",
                                              "metrics": metrics})

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import datasets
 import pytest
+import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from propulsion import metrics, models
-from propulsion.specs import ModelSpec, TaskSpec
+from propulsion.specs import ModelSpec, TaskSpec, UserError
 from propulsion.tasks import reasoning
 from tests.suite.helpers import REPO, records_under, run_cli
 
@@ -70,12 +71,37 @@ def test_arithmetic_sweep_three_architectures(tmp_path):
 def test_commonsense_single_test_set(tmp_path):
     data = write_layout(tmp_path / "data", "commonsense_170k", BOOLQ, {"boolq": BOOLQ}, n_test=3)
     result = run_cli("model=tiny-llama", "task=commonsense", f"task.data_dir={data}", "task.options.test_sets=[boolq]",
-                     *FAST, f"output_root={tmp_path / 'runs'}")
+                     "model.dropout=0.1", *FAST, f"output_root={tmp_path / 'runs'}")
     assert result.returncode == 0, result.stderr[-3000:]
     (record,) = records_under(tmp_path / "runs")
     assert record["status"] == "completed"
+    assert record["model_config_overrides"] == {"attention_dropout": 0.1}  # the paper's LLM dropout, on LLaMA's key
+    # No dev set: the loss curve is still recorded, up to the last of the 3 steps.
+    assert [entry["step"] for entry in record["train_loss"]][-1] == 3
     assert set(record["metrics"]) == {"boolq/accuracy", "boolq/n"} and record["metrics"]["boolq/n"] == 3.0
     assert len((Path(record["run_dir"]) / "predictions.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("family, modules", [
+    ("llama", {"attention_dropout": 0.1}),
+    ("bloom", {"attention_dropout": 0.1, "hidden_dropout": 0.1}),
+    ("gptj", {"resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1}),
+    ("bart", {"dropout": 0.1, "attention_dropout": 0.1}),
+    ("roberta", {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}),
+])
+def test_model_dropout_sets_each_familys_own_keys(family, modules):
+    spec = ModelSpec(name=f"tiny-{family}", tiny=family, dropout=0.1)
+    assert models.config_overrides(spec, {"num_labels": 3}) == modules | {"num_labels": 3}
+    assert models.config_overrides(ModelSpec(name="x", tiny=family)) == {}  # null keeps the checkpoint's values
+
+
+def test_model_dropout_reaches_the_built_modules():
+    spec = ModelSpec(name="tiny-gptj", tiny="gptj", dropout=0.25)
+    model = models.load_model(spec, "causal-lm", models.config_overrides(spec))
+    rates = {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+    assert rates == {0.25}  # embedding, residual and attention dropout (tiny-gptj's own are 0.0)
+    with pytest.raises(UserError, match=r"model.dropout must be a number in \[0, 1\) or null, got 1.5"):
+        ModelSpec(name="tiny-gptj", tiny="gptj", dropout=1.5)
 
 
 def _task(**changes) -> TaskSpec:

@@ -54,3 +54,14 @@ def test_optuna_search_returns_the_metric(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Best value" in result.stdout + result.stderr
     assert len(records_under(tmp_path)) == 2
+
+
+def test_table3_applies_the_papers_llm_settings_to_every_model():
+    # Table 3's sweep composes, for a model it does not name itself, the paper's dropout, L2 and Propulsion vectors.
+    result = run_cli("--config-dir", "experiments", "--config-name", "table3_reasoning", "hydra.mode=RUN",
+                     "model=gpt-j-6b", "task=arithmetic", "method=propulsion", "--cfg", "job", "--resolve")
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = yaml.safe_load(result.stdout)
+    assert config["model"]["dropout"] == 0.1 and config["method"]["num_vectors"] == 5
+    assert config["trainer"]["weight_decay"] == 0.01 and config["trainer"]["precision"] == "bf16"
+    assert config["degree"] == 15
