@@ -116,7 +116,7 @@ def test_lean_training_equals_the_simple_implementation(num_vectors):
     with scaling.implementation("simple"):
         simple_losses, simple_grads = train(copy.deepcopy(base))
     assert lean_losses == pytest.approx(simple_losses, rel=1e-5)
-    for lean_step, simple_step in zip(lean_grads, simple_grads):
+    for lean_step, simple_step in zip(lean_grads, simple_grads, strict=True):
         for name, grad in lean_step.items():
             assert torch.allclose(grad, simple_step[name], rtol=1e-4, atol=1e-6), name
 
@@ -236,8 +236,10 @@ def test_torch_func_transforms_take_the_plain_path_with_the_same_jacobian():
         with torch.no_grad():
             layer.propulsion.add_(0.1 * torch.randn_like(layer.propulsion))
         z = layer.propulsion.detach()
-        jacobian = torch.func.jacrev(
-            lambda z: torch.func.functional_call(layer, {"propulsion": z}, (inputs[name],)).sum(-2))(z)
+        def summed(z, layer=layer, x=inputs[name]):
+            return torch.func.functional_call(layer, {"propulsion": z}, (x,)).sum(-2)
+
+        jacobian = torch.func.jacrev(summed)(z)
         rows = [torch.autograd.grad(layer(inputs[name]).sum(-2)[i, j], layer.propulsion)[0]
                 for i in range(jacobian.shape[0]) for j in range(jacobian.shape[1])]
         assert torch.allclose(jacobian.reshape(len(rows), *z.shape), torch.stack(rows), atol=1e-6), name
