@@ -117,8 +117,11 @@ NOTES = {
                "ours (R-L = rougeL, R-Lsum = rougeLsum, sentences split onto lines)."],
     "table3": ["† AddSub, MultiArith and SingleEq are subsets of MAWPS, which the math_10k training set contains: "
                "contaminated. mawps (and AQuA) appear when runs report them; they are not in the paper.",
-               "Paper LLM setup (§4.3): degree 15, 5 Propulsion vectors per layer, dropout 0.1, L2 regularisation "
-               "(see conf/task/commonsense.yaml for the full command)."],
+               "Paper LLM setup (§4.3): degree 15, 5 Propulsion vectors per layer, dropout 0.1, L2 regularisation; "
+               "`make experiment NAME=table3_reasoning` runs the grid with them (model.dropout=0.1, "
+               "trainer.weight_decay=0.01, trainer.precision=bf16).",
+               "The parallel-adapter rows are the paper's only: the `adapters` package (1.3.0, the newest) requires "
+               "transformers ~=4.57 and this suite runs on transformers 5."],
     "table5": ["attn = K+Q+V (qkv on fused architectures). The paper's K+Q+V row differs from its own Table 1 "
                "Propulsion(Attn) row on SST-2, QQP and QNLI; its All row equals Table 1 Propulsion(All)."],
 }
