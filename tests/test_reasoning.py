@@ -228,3 +228,27 @@ def test_accelerate_configs_parse(name):
     path = Path(__file__).resolve().parent.parent / "conf" / "accelerate" / f"{name}.yaml"
     config = ClusterConfig(**yaml.safe_load(path.read_text()))
     assert config.mixed_precision == "bf16" and config.distributed_type.value == name.upper()
+
+
+def test_two_processes_generate_every_test_row_once_in_order(tmp_path):
+    # What `accelerate launch` does on several GPUs, on CPU (gloo): generation is split across processes, padded
+    # to one length, gathered without the duplicates the last uneven batch adds, and written once, in file order.
+    data = write_layout(tmp_path / "data", "math_10k", MATH_TRAIN, {})
+    for name in ("gsm8k", "SVAMP"):
+        rows = [MATH_TEST | {"instruction": f"{name} question {i}: she has {i} pens and gets 2 more. how many pens?",
+                             "answer": str(i + 2)} for i in range(5)]
+        (data / "dataset" / name).mkdir(parents=True)
+        (data / "dataset" / name / "test.json").write_text(json.dumps(rows))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "propulsion.run",
+               "model=tiny-llama", "task=arithmetic", f"task.data_dir={data}", "task.options.test_sets=[gsm8k,SVAMP]",
+               "trainer.eval_batch_size=2", *FAST, *GREEDY, f"output_root={tmp_path / 'runs'}"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = records_under(tmp_path / "runs")
+    assert record["status"] == "completed" and record["train"]["num_processes"] == 2
+    assert record["metrics"]["gsm8k/n"] == 5.0 and record["metrics"]["SVAMP/n"] == 5.0
+    lines = [json.loads(line) for line in (Path(record["run_dir"]) / "predictions.jsonl").read_text().splitlines()]
+    for name in ("gsm8k", "SVAMP"):
+        ordered = [line["instruction"] for line in lines if line["dataset"] == name]
+        assert ordered == [f"{name} question {i}: she has {i} pens and gets 2 more. how many pens?" for i in range(5)]
