@@ -122,6 +122,7 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         "train_loss": result.train_loss,
         "train": {"steps": result.steps, "total_steps": result.total_steps,
                   "resumed_from_step": result.resumed_from_step, "num_processes": accelerator.num_processes,
+                  "distributed_type": str(accelerator.distributed_type.value),
                   **result.notes},
         "params": params,
         "model_config_overrides": overrides,
