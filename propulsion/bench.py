@@ -147,17 +147,18 @@ def make_batch(size: str, device: str, seed: int) -> dict[str, torch.Tensor]:
             "labels": torch.randint(0, 2, (batch_size,), generator=generator).to(device)}
 
 
-def make_base(size: str, device: str, seed: int) -> torch.nn.Module:
+def make_base(size: str, device: str, seed: int, attention_dropout: float = 0.1) -> torch.nn.Module:
     hidden, layers, heads, ffn, _batch, _tokens, vocab = SIZES[size]
     torch.manual_seed(seed)
     config = RobertaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                           intermediate_size=ffn, max_position_embeddings=514, type_vocab_size=1, num_labels=2)
+                           intermediate_size=ffn, max_position_embeddings=514, type_vocab_size=1, num_labels=2,
+                           attention_probs_dropout_prob=attention_dropout)
     return RobertaForSequenceClassification(config).to(device)
 
 
 def measure(size: str = "default", methods: tuple[str, ...] = METHODS, rounds: int = 7, warmup: int = 2,
             threads: int | None = 2, device: str | None = None, precision: str | None = None,
-            seed: int = 0, inference_rounds: int = 15) -> dict[str, Any]:
+            seed: int = 0, inference_rounds: int = 15, attention_dropout: float = 0.1) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -168,7 +169,7 @@ def measure(size: str = "default", methods: tuple[str, ...] = METHODS, rounds: i
         notes.append("bf16 needs CUDA (none here): measured in float32 on CPU")
         precision = "fp32"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else None
-    base = make_base(size, device, seed)
+    base = make_base(size, device, seed, attention_dropout)
     batch = make_batch(size, device, seed)
     contenders = [build(name, base) for name in methods]
     rows: dict[str, dict[str, Any]] = {}
@@ -214,7 +215,8 @@ def measure(size: str = "default", methods: tuple[str, ...] = METHODS, rounds: i
                  if "propulsion" in methods and inference_rounds > 0 else {})
     return {"size": size, "device": device, "precision": precision, "threads": torch.get_num_threads(),
             "batch": batch["input_ids"].shape[0], "tokens": batch["input_ids"].shape[1], "rounds": rounds,
-            "warmup": warmup, "notes": notes, "rows": list(rows.values()), "inference": inference}
+            "warmup": warmup, "attention_dropout": attention_dropout, "notes": notes, "rows": list(rows.values()),
+            "inference": inference}
 
 
 @torch.no_grad()
@@ -257,8 +259,9 @@ def _ratio(row: dict[str, Any], key: str) -> str:
 
 def table(result: dict[str, Any]) -> str:
     lines = [f"size {result['size']} (batch {result['batch']} x {result['tokens']} tokens), {result['device']}, "
-             f"{result['precision']}, {result['threads']} threads; median of {result['rounds']} interleaved steps "
-             f"(spread = IQR / median)", *[f"note: {note}" for note in result["notes"]], "",
+             f"{result['precision']}, attention dropout {result['attention_dropout']}, {result['threads']} threads; "
+             f"median of {result['rounds']} interleaved steps (spread = IQR / median)",
+             *[f"note: {note}" for note in result["notes"]], "",
              "| method | trainable | step (ms) | spread | saved act. (MiB) | peak (MiB) | time / LoRA | saved / LoRA "
              "| time / floor | saved / floor |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in result["rows"]:
@@ -297,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                         help="default: bf16 autocast on CUDA, fp32 on CPU")
+    # The attention kernel decides what attention keeps: PyTorch's CPU kernel with dropout keeps copies of q, k, v
+    # (so q, k, v's scaled outputs cost Propulsion an activation each); without dropout (and on GPUs) the fused
+    # kernels keep q, k, v themselves, which are the scaled outputs Propulsion needs.
+    parser.add_argument("--attention-dropout", type=float, default=0.1, help="RoBERTa's default 0.1; 0 to compare")
     parser.add_argument("--out", default="results/runs/bench/record.json")
     args = parser.parse_args(argv)
     size = args.size or ("quick" if args.quick else "default")
@@ -305,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     with records.recording(record, args.out):
         result = measure(size=size, methods=tuple(args.methods), rounds=args.rounds, warmup=args.warmup,
                          threads=args.threads, device=args.device, precision=args.precision,
-                         inference_rounds=args.inference_rounds)
+                         inference_rounds=args.inference_rounds, attention_dropout=args.attention_dropout)
         record["bench"] = result["rows"]
         record["bench_inference"] = result["inference"]
         record["bench_setup"] = {k: v for k, v in result.items() if k not in ("rows", "inference")}

@@ -59,3 +59,17 @@ def test_method_specs_come_from_the_suite_yamls():
     spec = bench.method_spec("lora")
     assert spec.peft_type == "LORA" and spec.peft_config["r"] == 8
     assert bench.method_spec("propulsion").degree == bench.DEGREE
+
+
+def test_attention_dropout_decides_whether_q_k_v_cost_an_activation():
+    # PyTorch's CPU attention with dropout keeps its own copies of q, k, v, so Propulsion's scaled q, k, v outputs
+    # are kept only for z: 3 activations a layer. Without dropout the fused kernel keeps q, k, v themselves, which
+    # are those outputs. Tiny size: 2 layers, 2 x 8 tokens, hidden 32, float32.
+    extra = {}
+    for dropout in (0.1, 0.0):
+        result = bench.measure(size="tiny", methods=("floor", "propulsion"), rounds=1, warmup=0, threads=1,
+                               inference_rounds=0, attention_dropout=dropout)
+        saved = {row["method"]: row["saved_activation_bytes"] for row in result["rows"]}
+        extra[dropout] = saved["propulsion"] - saved["floor"]
+        assert result["attention_dropout"] == dropout
+    assert extra[0.1] - extra[0.0] == 2 * 3 * (2 * 8) * 32 * 4
