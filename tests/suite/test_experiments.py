@@ -65,3 +65,17 @@ def test_table3_applies_the_papers_llm_settings_to_every_model():
     assert config["model"]["dropout"] == 0.1 and config["method"]["num_vectors"] == 5
     assert config["trainer"]["weight_decay"] == 0.01 and config["trainer"]["precision"] == "bf16"
     assert config["degree"] == 15
+
+
+def test_submitit_launcher_runs_each_job_as_its_own_process(tmp_path):
+    # The `slurm` extra's plugin: submitit_local runs the jobs through the same launcher code as submitit_slurm
+    # (only the executor differs), each job in its own process, records in the usual place.
+    result = run_cli("--config-dir", "experiments", "--config-name", "fig5_degree", "hydra/launcher=submitit_local",
+                     *TINY, "task=sst2", "degree=1,15", f"output_root={tmp_path}/runs",
+                     f"hydra.sweep.dir={tmp_path}/sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = records_under(tmp_path / "runs")
+    assert sorted(r["degree"] for r in records) == [1, 15]
+    assert {r["status"] for r in records} == {"completed"}
+    jobs = [path for path in (tmp_path / "sweep" / ".submitit").iterdir() if path.name.isdigit()]
+    assert len(jobs) == 2 and all(list(job.glob("*_result.pkl")) for job in jobs)  # one submitted process each
