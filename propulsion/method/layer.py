@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from propulsion.method import scaling
 from propulsion.method.config import PropulsionConfig
 from propulsion.method.scaling import apply_scale, compute_scale, scaled_embedding, scaled_linear
 
@@ -44,6 +45,7 @@ class PropulsionLayer(nn.Module):
         self.propulsion = nn.Parameter(initial_vectors(config, output_features(base_layer), weight.device))
         self.merged = False
         self.lean = True  # the memory-lean backward (scaling.py); off where the model edits the output in place
+        self.scale_range: tuple[float, float] | None = None  # |s| range for one model forward (check_scales)
 
     def scale(self) -> torch.Tensor:
         return compute_scale(self.propulsion, self.degree, self.pooling)
@@ -55,13 +57,14 @@ class PropulsionLayer(nn.Module):
             # offsets and scales) is computed with its scale in one lean step (scaling.py), same values.
             forward = getattr(base.forward, "__func__", None)
             if forward is nn.Linear.forward:
-                return scaled_linear(args[0], base.weight, base.bias, self.scale(), lean=self.lean)
+                return scaled_linear(args[0], base.weight, base.bias, self.scale(), lean=self.lean,
+                                     scale_range=self.scale_range)
             if forward is nn.Embedding.forward and base.max_norm is None and not base.weight.requires_grad:
                 return scaled_embedding(args[0], base.weight, self.scale(), lean=self.lean)
         output = base(*args, **kwargs)
         if self.merged:
             return output
-        return apply_scale(output, self.scale(), lean=self.lean)
+        return apply_scale(output, self.scale(), lean=self.lean, scale_range=self.scale_range)
 
     def __getattr__(self, name: str):
         # weight, bias, in_features, padding_idx, ...: code that inspects the layer sees the base layer's.
@@ -119,3 +122,40 @@ class PropulsionLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"degree={self.degree}, num_vectors={self.propulsion.shape[0]}, pooling={self.pooling}"
+
+
+def check_scales(root: nn.Module, args) -> None:
+    """Forward pre-hook on a model holding Propulsion layers: every lean layer's |s| range in one host sync per
+    device, so that no layer syncs on its own during the forward (scaling.py). Gradient-free forwards need no
+    ranges; layers whose z is sharded (FSDP's DTensor) or inside torch.func transforms keep their own check."""
+    if not torch.is_grad_enabled() or scaling.IMPLEMENTATION != "lean" or scaling._transformed():
+        return
+    layers = [m for m in root.modules() if isinstance(m, PropulsionLayer) and m.lean and not m.merged
+              and m.propulsion.requires_grad and type(m.propulsion.data) is torch.Tensor]
+    if not layers:
+        return
+    with torch.no_grad():
+        ranges = scaling.scale_ranges([layer.scale() for layer in layers])
+    for layer, scale_range in zip(layers, ranges, strict=True):
+        layer.scale_range = scale_range
+
+
+def forget_scales(root: nn.Module, args, output) -> None:
+    """Forward hook (run even when the forward raises): the ranges held only for that forward. A layer run
+    later (gradient checkpointing's recomputation, a direct call) checks its own z again."""
+    for module in root.modules():
+        if isinstance(module, PropulsionLayer):
+            module.scale_range = None
+
+
+def install_scale_checks(root: nn.Module) -> None:
+    """Once per model; module-level functions, so a deep copy of the model checks its own layers."""
+    if check_scales not in root._forward_pre_hooks.values():
+        root.register_forward_pre_hook(check_scales)
+        root.register_forward_hook(forget_scales, always_call=True)
+
+
+def remove_scale_checks(root: nn.Module) -> None:
+    for hooks in (root._forward_pre_hooks, root._forward_hooks):
+        for key in [key for key, hook in hooks.items() if hook in (check_scales, forget_scales)]:
+            del hooks[key]

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from propulsion.method.config import PropulsionConfig
-from propulsion.method.layer import PropulsionLayer
+from propulsion.method.layer import PropulsionLayer, install_scale_checks, remove_scale_checks
 from propulsion.method.presets import head_module_names, modified_in_place, resolve_targets
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -102,6 +102,7 @@ def inject_propulsion(model: nn.Module, config: PropulsionConfig) -> list[str]:
             if parameter_name.endswith("bias"):
                 parameter.requires_grad_(True)
     model.propulsion_config = config  # read back by save_pretrained
+    install_scale_checks(model)
     return names
 
 
@@ -193,6 +194,7 @@ class PropulsionModel(nn.Module):
             _replace(self.base_model, name, layer.base_layer)
         if hasattr(self.base_model, "propulsion_config"):
             del self.base_model.propulsion_config
+        remove_scale_checks(self.base_model)  # a plain model: nothing of ours runs in its forward
         _untie_config_where_split(self.base_model, [[n.replace(".base_layer.", ".") for n in g] for g in groups])
         self._tied_before_merge = None
         return self.base_model

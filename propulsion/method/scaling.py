@@ -14,7 +14,9 @@ Time. A frozen plain Linear (or Embedding) and its scale are one autograd node: 
 scaled in place (no second activation is allocated, and the value is exactly ``F.linear(x, W, b) * s``, so the
 identity at init stays bitwise); the Linear keeps nothing of its own (frozen weight and bias: the input
 gradient needs only W); the backward computes g ⊙ s and the reduction Σ g ⊙ V' in one reused buffer and
-feeds g ⊙ s to the same matmul autograd would. Each call checks s once (a host sync on GPU).
+feeds g ⊙ s to the same matmul autograd would. Whether V'/s recovers V is a host decision: a model's forward
+reads every layer's |s| range at once (``scale_ranges``, one host sync per device, from a pre-hook that
+inject_propulsion installs); a layer called on its own reads its own (one sync each).
 Low precision: z stays float32, s is cast to the activation dtype, and the reduction runs in float32.
 """
 
@@ -68,6 +70,32 @@ def recoverable(cast: Tensor) -> bool:
     return smallest >= torch.finfo(cast.dtype).tiny ** 0.5 and largest < float("inf")
 
 
+def scale_ranges(scales: list[Tensor]) -> list[tuple[float, float]]:
+    """(min |s|, max |s|) of each float32 scale with one host sync per device, where asking each layer's
+    ``recoverable`` would sync once per layer (on a GPU every sync waits for the queued kernels)."""
+    ranges: list[tuple[float, float]] = [(float("nan"), float("nan"))] * len(scales)
+    by_device: dict[torch.device, list[int]] = {}
+    for index, scale in enumerate(scales):
+        by_device.setdefault(scale.device, []).append(index)
+    for indices in by_device.values():
+        values = torch.stack([torch.stack(torch.aminmax(scales[i].detach().float().abs())) for i in indices]).tolist()
+        for index, (smallest, largest) in zip(indices, values, strict=True):
+            ranges[index] = (smallest, largest)
+    return ranges
+
+
+def range_recoverable(scale_range: tuple[float, float], dtype: torch.dtype) -> bool:
+    """``recoverable`` for a scale whose float32 |s| range is already known: the margins of 2 cover the rounding
+    of the cast to ``dtype`` (bf16 and fp16 round by at most 2^-8 and 2^-11 relative). NaN fails both tests."""
+    smallest, largest = scale_range
+    info = torch.finfo(dtype)
+    return smallest >= 2 * info.tiny**0.5 and largest < info.max / 2
+
+
+def _recover(cast: Tensor, scale_range: tuple[float, float] | None) -> bool:
+    return recoverable(cast) if scale_range is None else range_recoverable(scale_range, cast.dtype)
+
+
 def _transformed() -> bool:
     """Inside torch.func transforms (jacrev, vmap, functional NTKs): the custom autograd functions (host syncs,
     in-place scaling, no vmap rule) step aside for the plain expression, which has the same values."""
@@ -105,9 +133,9 @@ class _LeanScale(torch.autograd.Function):
     """V ⊙ s for any V: keeps V' (or V when s is not recoverable)."""
 
     @staticmethod
-    def forward(ctx, output: Tensor, scale: Tensor) -> Tensor:
+    def forward(ctx, output: Tensor, scale: Tensor, scale_range: tuple[float, float] | None = None) -> Tensor:
         cast = scale.to(output.dtype)
-        ctx.recover = recoverable(cast)
+        ctx.recover = _recover(cast, scale_range)
         scaled = output * cast
         ctx.save_for_backward(scaled if ctx.recover else output, cast)
         return scaled
@@ -115,17 +143,18 @@ class _LeanScale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         saved, cast = ctx.saved_tensors
-        return _backward(ctx, grad, saved, cast, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return *_backward(ctx, grad, saved, cast, ctx.needs_input_grad[0], ctx.needs_input_grad[1]), None
 
 
 class _ScaledFrozenLinear(torch.autograd.Function):
     """(x Wᵀ + b) ⊙ s for 2-D x and frozen W, b: keeps V' (or V) and s; W is a parameter, not an activation."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor,
+                scale_range: tuple[float, float] | None = None) -> Tensor:
         output = F.linear(x, weight, bias)  # a new tensor, nobody else's: scaled in place
         cast = scale.to(output.dtype)
-        ctx.recover = recoverable(cast)
+        ctx.recover = _recover(cast, scale_range)
         scaled = output.mul_(cast) if ctx.recover else output * cast
         ctx.save_for_backward(scaled if ctx.recover else output, weight, cast)
         return scaled
@@ -136,7 +165,7 @@ class _ScaledFrozenLinear(torch.autograd.Function):
         grad_scaled, grad_scale = _backward(ctx, grad, saved, cast, ctx.needs_input_grad[0], ctx.needs_input_grad[3])
         # Under autocast the matmul ran in the activation dtype; the input's own dtype is restored by autograd.
         grad_x = grad_scaled.mm(weight.to(grad_scaled.dtype)) if grad_scaled is not None else None
-        return grad_x, None, None, grad_scale
+        return grad_x, None, None, grad_scale, None
 
 
 class _ScaledFrozenEmbedding(torch.autograd.Function):
@@ -163,15 +192,18 @@ class _ScaledFrozenEmbedding(torch.autograd.Function):
         return None, None, product.sum(0)
 
 
-def apply_scale(output: Tensor, scale: Tensor, lean: bool = True) -> Tensor:
+def apply_scale(output: Tensor, scale: Tensor, lean: bool = True,
+                scale_range: tuple[float, float] | None = None) -> Tensor:
     """V ⊙ s with s cast to the activation dtype (z itself stays float32); the value is exactly V * s.
-    ``lean=False`` where the model modifies this output in place later (a kept V' would be stale)."""
+    ``lean=False`` where the model modifies this output in place later (a kept V' would be stale).
+    ``scale_range``: s's |s| range when already known (``scale_ranges``), else it is read here (a host sync)."""
     if not lean or IMPLEMENTATION == "simple" or _transformed() or not _tracked(output, scale):
         return output * scale.to(output.dtype)
-    return _LeanScale.apply(output, scale)
+    return _LeanScale.apply(output, scale, scale_range)
 
 
-def scaled_linear(x: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor, lean: bool = True) -> Tensor:
+def scaled_linear(x: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor, lean: bool = True,
+                  scale_range: tuple[float, float] | None = None) -> Tensor:
     """F.linear(x, weight, bias) ⊙ s, exactly; one lean autograd node when weight and bias are frozen."""
     if _transformed():
         return apply_scale(F.linear(x, weight, bias), scale, lean=False)
@@ -180,8 +212,8 @@ def scaled_linear(x: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor,
         return output.mul_(scale.to(output.dtype))
     frozen = not weight.requires_grad and (bias is None or not bias.requires_grad)
     if not lean or not frozen or IMPLEMENTATION == "simple":
-        return apply_scale(F.linear(x, weight, bias), scale, lean=lean)
-    flat = _ScaledFrozenLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias, scale)
+        return apply_scale(F.linear(x, weight, bias), scale, lean=lean, scale_range=scale_range)
+    flat = _ScaledFrozenLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias, scale, scale_range)
     return flat.view(*x.shape[:-1], flat.shape[-1])
 
 

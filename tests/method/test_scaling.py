@@ -243,3 +243,73 @@ def test_torch_func_transforms_take_the_plain_path_with_the_same_jacobian():
         rows = [torch.autograd.grad(layer(inputs[name]).sum(-2)[i, j], layer.propulsion)[0]
                 for i in range(jacobian.shape[0]) for j in range(jacobian.shape[1])]
         assert torch.allclose(jacobian.reshape(len(rows), *z.shape), torch.stack(rows), atol=1e-6), name
+
+
+def test_range_check_from_known_ranges_keeps_margins_for_the_cast():
+    from propulsion.method.scaling import range_recoverable, scale_ranges
+
+    (first, second) = scale_ranges([torch.tensor([1.0, -3.0, 0.5]), torch.tensor([2.0, float("nan")])])
+    assert first == (0.5, 3.0) and all(value != value for value in second)  # NaN propagates
+    assert range_recoverable((1e-18, 1.0), torch.float32)  # 2 sqrt(tiny) = 2.2e-19
+    # recoverable() would accept 1.5e-19 (>= 1.08e-19); the margin refuses it, so V is kept: still exact.
+    assert not range_recoverable((1.5e-19, 1.0), torch.float32)
+    for bad in ((0.0, 1.0), (1.0, float("inf")), second):
+        assert not range_recoverable(bad, torch.float32)
+    assert not range_recoverable((1e-2, 1.0), torch.float16) and range_recoverable((2e-2, 1.0), torch.float16)
+    assert not range_recoverable((1.0, 40000.0), torch.float16)  # fp16 overflows at 65504: margin 2
+    assert range_recoverable((1e-18, 1e30), torch.bfloat16)
+
+
+def test_a_model_forward_checks_every_scale_with_one_host_read(monkeypatch):
+    # On a GPU each read of a scale's range waits for the queued kernels: the model reads all of them once per
+    # forward (a pre-hook), not once per wrapped layer.
+    from propulsion.method.layer import check_scales, forget_scales
+    from propulsion.method.model import propulsion_layers
+
+    calls = {"recoverable": 0, "scale_ranges": 0}
+    recoverable_, scale_ranges_ = scaling.recoverable, scaling.scale_ranges
+
+    def counting_recoverable(cast):
+        calls["recoverable"] += 1
+        return recoverable_(cast)
+
+    def counting_ranges(scales):
+        calls["scale_ranges"] += 1
+        return scale_ranges_(scales)
+
+    monkeypatch.setattr(scaling, "recoverable", counting_recoverable)
+    monkeypatch.setattr(scaling, "scale_ranges", counting_ranges)
+    model = get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=15)).train()
+    model(**batch(size=4), labels=torch.tensor([0, 1, 0, 1])).loss.backward()
+    assert calls == {"recoverable": 0, "scale_ranges": 1}
+    layers = propulsion_layers(model.base_model)
+    assert all(layer.scale_range is None for layer in layers.values())  # held for that forward only
+    with torch.no_grad():
+        model(**batch(size=4))
+    assert calls["scale_ranges"] == 1  # no gradient, no lean node, nothing to check
+    query = layers["roberta.encoder.layer.0.attention.self.query"]
+    query(torch.randn(2, 3, 32, requires_grad=True)).sum().backward()  # a layer alone checks its own scale
+    assert calls["recoverable"] == 1
+    plain = model.merge_and_unload()
+    assert check_scales not in plain._forward_pre_hooks.values()
+    assert forget_scales not in plain._forward_hooks.values()
+
+
+def test_one_range_check_falls_back_where_v_cannot_be_recovered():
+    # Degree 1: z's gradient is Σ g ⊙ V itself. An exact 0 (or a scale far below the normal range) in s makes
+    # V'/s useless; the model-wide check must see it and keep V for that layer, as the simple version does.
+    base = get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=1))
+    layers = {name.removeprefix("roberta.encoder.layer.0."): layer
+              for name, layer in base.base_model.named_modules() if hasattr(layer, "scale_range")}
+    with torch.no_grad():
+        layers["attention.self.query"].propulsion[0, 3] = 0.0
+        layers["intermediate.dense"].propulsion[0, 5] = 1e-30
+    lean_losses, lean_grads = train(copy.deepcopy(base))
+    with scaling.implementation("simple"):
+        simple_losses, simple_grads = train(copy.deepcopy(base))
+    assert lean_losses == pytest.approx(simple_losses, rel=1e-5)
+    for lean_step, simple_step in zip(lean_grads, simple_grads, strict=True):
+        for name, grad in lean_step.items():
+            assert torch.isfinite(grad).all() and torch.allclose(grad, simple_step[name], rtol=1e-4, atol=1e-6), name
+    query_grad = lean_grads[0]["base_model.roberta.encoder.layer.0.attention.self.query.propulsion"]
+    assert query_grad[0, 3] != 0  # the zero entry still learns
