@@ -63,16 +63,10 @@ def compute_scale(vectors: Tensor, degree: int, pooling: str) -> Tensor:
     raise ValueError(f"unknown pooling {pooling!r}")
 
 
-def recoverable(cast: Tensor) -> bool:
-    """Whether V = V'/s is safe for every feature: sqrt(smallest normal) <= |s| < inf. Then a recovered V is off
-    by at most a subnormal spacing / sqrt(tiny) (about 1e-26 in float32 and bfloat16): nothing. One host sync."""
-    smallest, largest = torch.stack(torch.aminmax(cast.abs())).tolist()  # NaN propagates and fails both tests
-    return smallest >= torch.finfo(cast.dtype).tiny ** 0.5 and largest < float("inf")
-
-
 def scale_ranges(scales: list[Tensor]) -> list[tuple[float, float]]:
-    """(min |s|, max |s|) of each float32 scale with one host sync per device, where asking each layer's
-    ``recoverable`` would sync once per layer (on a GPU every sync waits for the queued kernels)."""
+    """(min |s|, max |s|) of each float32 scale with one host sync per device: a model's forward reads all its
+    layers' ranges at once (layer.check_scales), where each layer on its own would sync once (on a GPU every
+    sync waits for the queued kernels). NaN propagates."""
     ranges: list[tuple[float, float]] = [(float("nan"), float("nan"))] * len(scales)
     by_device: dict[torch.device, list[int]] = {}
     for index, scale in enumerate(scales):
@@ -85,15 +79,23 @@ def scale_ranges(scales: list[Tensor]) -> list[tuple[float, float]]:
 
 
 def range_recoverable(scale_range: tuple[float, float], dtype: torch.dtype) -> bool:
-    """``recoverable`` for a scale whose float32 |s| range is already known: the margins of 2 cover the rounding
-    of the cast to ``dtype`` (bf16 and fp16 round by at most 2^-8 and 2^-11 relative). NaN fails both tests."""
+    """Whether V = V'/s is safe for every feature when s (float32, |s| in ``scale_range``) is cast to ``dtype``:
+    2 sqrt(smallest normal) <= |s| < largest / 2. The margins of 2 cover the cast's rounding (at most 2^-8
+    relative in bf16); then a recovered V is off by a subnormal spacing / sqrt(tiny) at most (about 1e-26 in
+    float32 and bfloat16): nothing. NaN fails both tests. The one rule for both paths, so that gradient
+    checkpointing's recomputation (a layer on its own) decides exactly as the model's forward did."""
     smallest, largest = scale_range
     info = torch.finfo(dtype)
     return smallest >= 2 * info.tiny**0.5 and largest < info.max / 2
 
 
-def _recover(cast: Tensor, scale_range: tuple[float, float] | None) -> bool:
-    return recoverable(cast) if scale_range is None else range_recoverable(scale_range, cast.dtype)
+def recoverable(scale: Tensor, dtype: torch.dtype) -> bool:
+    """``range_recoverable`` for one scale, read here: one host sync."""
+    return range_recoverable(scale_ranges([scale])[0], dtype)
+
+
+def _recover(scale: Tensor, dtype: torch.dtype, scale_range: tuple[float, float] | None) -> bool:
+    return recoverable(scale, dtype) if scale_range is None else range_recoverable(scale_range, dtype)
 
 
 def _transformed() -> bool:
@@ -135,7 +137,7 @@ class _LeanScale(torch.autograd.Function):
     @staticmethod
     def forward(ctx, output: Tensor, scale: Tensor, scale_range: tuple[float, float] | None = None) -> Tensor:
         cast = scale.to(output.dtype)
-        ctx.recover = _recover(cast, scale_range)
+        ctx.recover = _recover(scale, output.dtype, scale_range)
         scaled = output * cast
         ctx.save_for_backward(scaled if ctx.recover else output, cast)
         return scaled
@@ -154,7 +156,7 @@ class _ScaledFrozenLinear(torch.autograd.Function):
                 scale_range: tuple[float, float] | None = None) -> Tensor:
         output = F.linear(x, weight, bias)  # a new tensor, nobody else's: scaled in place
         cast = scale.to(output.dtype)
-        ctx.recover = _recover(cast, scale_range)
+        ctx.recover = _recover(scale, output.dtype, scale_range)
         scaled = output.mul_(cast) if ctx.recover else output * cast
         ctx.save_for_backward(scaled if ctx.recover else output, weight, cast)
         return scaled
