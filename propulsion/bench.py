@@ -113,11 +113,11 @@ def step(contender: Contender, batch: dict[str, torch.Tensor], autocast: Any = N
             loss = contender.model(**batch).loss
         loss.backward()
         contender.optimizer.step()
-        if contender.after_optimizer_step:
+        contender.steps += 1
+        if contender.after_optimizer_step:  # numbered from 1 after the step, as training.py does
             contender.after_optimizer_step(contender.steps)
         contender.optimizer.zero_grad(set_to_none=True)
         synchronize()
-        contender.steps += 1
         return time.perf_counter() - started
 
 
@@ -287,6 +287,13 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a dropout probability in [0, 1)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Propulsion vs PEFT baselines: step time, saved activations, "
                                                  "peak memory, measured side by side in one run.")
@@ -301,9 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                         help="default: bf16 autocast on CUDA, fp32 on CPU")
     # The attention kernel decides what attention keeps: PyTorch's CPU kernel with dropout keeps copies of q, k, v
-    # (so q, k, v's scaled outputs cost Propulsion an activation each); without dropout (and on GPUs) the fused
-    # kernels keep q, k, v themselves, which are the scaled outputs Propulsion needs.
-    parser.add_argument("--attention-dropout", type=float, default=0.1, help="RoBERTa's default 0.1; 0 to compare")
+    # (so q, k, v's scaled outputs cost Propulsion an activation each); without dropout the fused kernel (and,
+    # by design, GPU kernels; not measured here) keeps q, k, v themselves: the scaled outputs Propulsion needs.
+    parser.add_argument("--attention-dropout", type=_probability, default=0.1,
+                        help="RoBERTa's default 0.1; 0 to compare")
     parser.add_argument("--out", default="results/runs/bench/record.json")
     args = parser.parse_args(argv)
     size = args.size or ("quick" if args.quick else "default")

@@ -73,3 +73,13 @@ def test_attention_dropout_decides_whether_q_k_v_cost_an_activation():
         extra[dropout] = saved["propulsion"] - saved["floor"]
         assert result["attention_dropout"] == dropout
     assert extra[0.1] - extra[0.0] == 2 * 3 * (2 * 8) * 32 * 4
+
+
+def test_bad_attention_dropout_is_one_line_and_exit_2(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--size", "tiny", "--attention-dropout", "1.5", "--out", str(tmp_path / "r.json")])
+    assert exit_info.value.code == 2
+    assert "1.5 is not a dropout probability in [0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()  # nothing written

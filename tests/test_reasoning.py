@@ -82,16 +82,16 @@ def test_commonsense_single_test_set(tmp_path):
     assert len((Path(record["run_dir"]) / "predictions.jsonl").read_text().splitlines()) == 3
 
 
-@pytest.mark.parametrize("family, modules", [
+@pytest.mark.parametrize("family, keys", [
     ("llama", {"attention_dropout": 0.1}),
     ("bloom", {"attention_dropout": 0.1, "hidden_dropout": 0.1}),
     ("gptj", {"resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1}),
     ("bart", {"dropout": 0.1, "attention_dropout": 0.1}),
     ("roberta", {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}),
 ])
-def test_model_dropout_sets_each_familys_own_keys(family, modules):
+def test_model_dropout_sets_each_familys_own_keys(family, keys):
     spec = ModelSpec(name=f"tiny-{family}", tiny=family, dropout=0.1)
-    assert models.config_overrides(spec, {"num_labels": 3}) == modules | {"num_labels": 3}
+    assert models.config_overrides(spec, {"num_labels": 3}) == keys | {"num_labels": 3}
     assert models.config_overrides(ModelSpec(name="x", tiny=family)) == {}  # null keeps the checkpoint's values
 
 

@@ -159,3 +159,4 @@ def remove_scale_checks(root: nn.Module) -> None:
     for hooks in (root._forward_pre_hooks, root._forward_hooks):
         for key in [key for key, hook in hooks.items() if hook in (check_scales, forget_scales)]:
             del hooks[key]
+            root._forward_hooks_always_called.pop(key, None)  # what always_call=True registered

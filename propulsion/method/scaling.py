@@ -7,8 +7,9 @@ usually keeps anyway (GELU after the FFN's first Linear; q, k, v in fused GPU at
 shared. Where no later operation keeps V' (an output that goes through dropout into a residual sum; q, k, v
 under CPU attention, which keeps scaled copies) the layer costs one activation: the least an exact gradient
 of s needs without recomputing the layer. A frozen embedding keeps only its ids (E[ids] is recomputed).
-Where a scale entry is so small that V'/s would lose V (0, or V ⊙ s below the dtype's normal range), or not
-finite, V is kept instead, as the plain expression does.
+Where a scale entry is so small that V'/s could lose V (below 2 sqrt(smallest normal) of the activation
+dtype, 0 included), or so large or not finite that the cast could overflow, V is kept instead, as the plain
+expression does (``range_recoverable``).
 
 Time. A frozen plain Linear (or Embedding) and its scale are one autograd node: the matmul's fresh output is
 scaled in place (no second activation is allocated, and the value is exactly ``F.linear(x, W, b) * s``, so the

@@ -299,7 +299,7 @@ def test_a_model_forward_checks_every_scale_with_one_host_read(monkeypatch):
     assert calls == {"recoverable": 1, "scale_ranges": 2}
     plain = model.merge_and_unload()
     assert check_scales not in plain._forward_pre_hooks.values()
-    assert forget_scales not in plain._forward_hooks.values()
+    assert forget_scales not in plain._forward_hooks.values() and not plain._forward_hooks_always_called
 
 
 def test_one_range_check_falls_back_where_v_cannot_be_recovered():
