@@ -120,8 +120,8 @@ def _backward(ctx, grad: Tensor, saved: Tensor, cast: Tensor, want_output: bool,
     if want_scale:
         if _is_float32_or_64(grad):
             buffer = grad * saved
-        else:  # the sum over every token runs in float32
-            buffer = grad.float() * saved.float()
+        else:  # the products and their sum over every token in float32; one float32 buffer
+            buffer = grad.float().mul_(saved)
         reduced = buffer.reshape(-1, features).sum(0)
         grad_scale = reduced / cast.to(reduced.dtype) if ctx.recover else reduced
     if want_output:

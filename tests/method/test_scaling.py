@@ -145,6 +145,25 @@ def test_linear_then_gelu_keeps_only_the_scale_beyond_the_unwrapped_model():
     assert simple_bytes == plain + 5 * 24 * 4 + 24 * 4
 
 
+def test_under_bf16_autocast_a_frozen_linear_keeps_no_cast_copy_of_its_weight():
+    # Autocast casts a frozen weight to bf16 at every call (only weights that require grad are cached) and the
+    # plain matmul keeps that copy for the input gradient. The lean node keeps the float32 parameter (not an
+    # activation) and casts again in backward. Linear 16 -> 24, 5 tokens, bf16 = 2 bytes.
+    torch.manual_seed(0)
+    linear = nn.Linear(16, 24).requires_grad_(False)
+    x = torch.randn(5, 16, requires_grad=True)
+    layer = PropulsionLayer(linear, PropulsionConfig(degree=3))
+    excluded = list(layer.parameters())
+    saved = {}
+    for name in ("lean", "simple"):
+        with scaling.implementation(name), torch.autocast("cpu", dtype=torch.bfloat16):
+            saved[name], output = saved_activation_bytes(lambda: nn.functional.gelu(layer(x)), excluded)
+        assert output.dtype == torch.bfloat16
+    weight_copy, activation, scale = 24 * 16 * 2, 5 * 24 * 2, 24 * 2
+    assert saved["lean"] == activation + scale  # V' (kept by GELU too) and s in bf16
+    assert saved["simple"] == weight_copy + 2 * activation + scale  # + the weight copy, and V for s
+
+
 def test_lean_keeps_fewer_activation_bytes_on_a_model():
     model = get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=15)).train()
     params = list(model.parameters())
