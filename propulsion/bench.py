@@ -163,12 +163,13 @@ def measure(size: str = "default", methods: tuple[str, ...] = METHODS, rounds: i
         torch.set_num_threads(threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     notes = []
+    device_type = torch.device(device).type
     if precision is None:
-        precision = "bf16" if device == "cuda" else "fp32"
-    if precision == "bf16" and device != "cuda":
-        notes.append("bf16 needs CUDA (none here): measured in float32 on CPU")
-        precision = "fp32"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else None
+        precision = "bf16" if device_type == "cuda" else "fp32"
+    if precision == "bf16" and device_type == "cpu":
+        notes.append("bf16 autocast on CPU: saved bytes are what bf16 keeps (with CPU attention kernels); "
+                     "CPU bf16 times say nothing about a GPU's")
+    autocast = torch.autocast(device_type, dtype=torch.bfloat16) if precision == "bf16" else None
     base = make_base(size, device, seed, attention_dropout)
     batch = make_batch(size, device, seed)
     contenders = [build(name, base) for name in methods]
@@ -193,6 +194,7 @@ def measure(size: str = "default", methods: tuple[str, ...] = METHODS, rounds: i
         row = rows[contender.name]
         times = row.pop("times")
         row["step_time_s"] = statistics.median(times)
+        row["tokens_per_s"] = batch["input_ids"].numel() / row["step_time_s"]  # training tokens, padding included
         row["step_time_spread"] = _spread(times)
         resident = resident_bytes(contender)
         if device == "cuda":
@@ -262,11 +264,12 @@ def table(result: dict[str, Any]) -> str:
              f"{result['precision']}, attention dropout {result['attention_dropout']}, {result['threads']} threads; "
              f"median of {result['rounds']} interleaved steps (spread = IQR / median)",
              *[f"note: {note}" for note in result["notes"]], "",
-             "| method | trainable | step (ms) | spread | saved act. (MiB) | peak (MiB) | time / LoRA | saved / LoRA "
-             "| time / floor | saved / floor |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| method | trainable | step (ms) | spread | tokens/s | saved act. (MiB) | peak (MiB) | time / LoRA "
+             "| saved / LoRA | time / floor | saved / floor |", "|---|" + "---:|" * 10]
     for row in result["rows"]:
         lines.append(f"| {row['method']} | {row['trainable']:,} | {1000 * row['step_time_s']:.1f} | "
-                     f"{_ratio(row, 'step_time_spread')} | {row['saved_activation_bytes'] / 2**20:.1f} | "
+                     f"{_ratio(row, 'step_time_spread')} | {row['tokens_per_s']:,.0f} | "
+                     f"{row['saved_activation_bytes'] / 2**20:.1f} | "
                      f"{row['peak_memory_bytes'] / 2**20:.0f} | {_ratio(row, 'time_vs_lora')} | "
                      f"{_ratio(row, 'saved_vs_lora')} | {_ratio(row, 'time_vs_floor')} | "
                      f"{_ratio(row, 'saved_vs_floor')} |")
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                        help="default: bf16 autocast on CUDA, fp32 on CPU")
+                        help="default: bf16 autocast on CUDA, fp32 on CPU (bf16 on CPU: autocast, for its memory)")
     # The attention kernel decides what attention keeps: PyTorch's CPU kernel with dropout keeps copies of q, k, v
     # (so q, k, v's scaled outputs cost Propulsion an activation each); without dropout the fused kernel (and,
     # by design, GPU kernels; not measured here) keeps q, k, v themselves: the scaled outputs Propulsion needs.
