@@ -123,12 +123,22 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         "train": {"steps": result.steps, "total_steps": result.total_steps,
                   "resumed_from_step": result.resumed_from_step, "num_processes": accelerator.num_processes,
                   "distributed_type": str(accelerator.distributed_type.value),
+                  "mixed_precision": accelerator.mixed_precision, "device": _device_name(accelerator.device),
                   **result.notes},
         "params": params,
         "model_config_overrides": overrides,
         "method_details": prepared.details,
         "data": splits.notes,
     }
+
+
+def _device_name(device) -> str:
+    """"cpu", or the accelerator's kind with its model name ("cuda: NVIDIA H200"): numbers depend on it."""
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return device.type
 
 
 def result_table(record: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ def test_two_processes_write_one_record(tmp_path):
     (record,) = records_under(tmp_path)
     assert len(list(tmp_path.iterdir())) == 1
     assert record["train"]["num_processes"] == 2 and record["status"] == "completed"
+    assert record["train"]["mixed_precision"] == "no" and record["train"]["device"] == "cpu"
     assert record["train"]["distributed_type"] == "MULTI_CPU"  # gloo here; MULTI_GPU, FSDP or DEEPSPEED on GPUs
     # 256 sample rows over 2 processes x 16 per batch: 8 steps per epoch; every dev row evaluated once.
     assert record["train"]["steps_per_epoch"] == 8 and record["data"]["sizes"]["dev/validation"] == 64
