@@ -3,8 +3,9 @@ PYTHON ?= python
 # A CPU build for machines without a GPU; set TORCH=torch (or your CUDA wheel) before `make install` on GPUs.
 TORCH ?= torch==2.13.0
 RUNS ?= results/runs
+DEVICE_OUT ?= results/runs/device-check
 
-.PHONY: install demo test lint tables bench ntk experiment table1 table5 clean-demo
+.PHONY: install demo test lint tables bench device-check ntk experiment table1 table5 clean-demo
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
@@ -39,6 +40,10 @@ table5:
 
 bench:
 	$(PYTHON) scripts/bench.py $(ARGS)   # ARGS=--quick for a one-minute run
+
+# On a machine with a GPU: the CUDA tests, then the benchmark in bf16 (scripts/device_check.sh; installs nothing).
+device-check:
+	PYTHON=$(PYTHON) bash scripts/device_check.sh $(DEVICE_OUT)
 
 clean-demo:
 	rm -rf results/demo
