@@ -50,6 +50,23 @@ class PropulsionLayer(nn.Module):
     def scale(self) -> torch.Tensor:
         return compute_scale(self.propulsion, self.degree, self.pooling)
 
+    @torch.no_grad()
+    def range_source(self) -> tuple[torch.Tensor, int]:
+        """(b, power) with s = b ** power elementwise, for ``scaling.scale_ranges``: z itself and the degree
+        when there is one vector (no s is built), else the pooled s and 1."""
+        if self.propulsion.shape[0] == 1:
+            return self.propulsion.view(-1), self.degree
+        return self.scale(), 1
+
+    def own_scale_range(self) -> tuple[float, float]:
+        """|s|'s range read by this layer alone (one host sync), by the same computation as check_scales."""
+        base, power = self.range_source()
+        return scaling.scale_ranges([base], [power])[0]
+
+    def _scale_range(self):
+        # Known for this forward (check_scales), else read only if a lean node asks for it.
+        return self.scale_range if self.scale_range is not None else self.own_scale_range
+
     def forward(self, *args, **kwargs):
         base = self.base_layer
         if not self.merged and len(args) == 1 and not kwargs and not (base._forward_hooks or base._forward_pre_hooks):
@@ -58,13 +75,13 @@ class PropulsionLayer(nn.Module):
             forward = getattr(base.forward, "__func__", None)
             if forward is nn.Linear.forward:
                 return scaled_linear(args[0], base.weight, base.bias, self.scale(), lean=self.lean,
-                                     scale_range=self.scale_range)
+                                     scale_range=self._scale_range())
             if forward is nn.Embedding.forward and base.max_norm is None and not base.weight.requires_grad:
                 return scaled_embedding(args[0], base.weight, self.scale(), lean=self.lean)
         output = base(*args, **kwargs)
         if self.merged:
             return output
-        return apply_scale(output, self.scale(), lean=self.lean, scale_range=self.scale_range)
+        return apply_scale(output, self.scale(), lean=self.lean, scale_range=self._scale_range())
 
     def __getattr__(self, name: str):
         # weight, bias, in_features, padding_idx, ...: code that inspects the layer sees the base layer's.
@@ -134,8 +151,8 @@ def check_scales(root: nn.Module, args) -> None:
               and m.propulsion.requires_grad and type(m.propulsion.data) is torch.Tensor]
     if not layers:
         return
-    with torch.no_grad():
-        ranges = scaling.scale_ranges([layer.scale() for layer in layers])
+    bases, powers = zip(*(layer.range_source() for layer in layers), strict=True)
+    ranges = scaling.scale_ranges(list(bases), list(powers))
     for layer, scale_range in zip(layers, ranges, strict=True):
         layer.scale_range = scale_range
 

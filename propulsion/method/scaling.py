@@ -16,14 +16,17 @@ scaled in place (no second activation is allocated, and the value is exactly ``F
 identity at init stays bitwise); the Linear keeps nothing of its own (frozen weight and bias: the input
 gradient needs only W); the backward computes g ⊙ s and the reduction Σ g ⊙ V' in one reused buffer and
 feeds g ⊙ s to the same matmul autograd would. Whether V'/s recovers V is a host decision: a model's forward
-reads every layer's |s| range at once (``scale_ranges``, one host sync per device, from a pre-hook that
-inject_propulsion installs); a layer called on its own reads its own (one sync each).
+reads every layer's |s| range at once (``scale_ranges``: one host sync per device and a few multi-tensor
+kernels, from a pre-hook that inject_propulsion installs); a layer called on its own reads its own by the same
+computation (one sync each), so both decide alike.
 Low precision: z stays float32, s is cast to the activation dtype, and the reduction runs in float32.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -64,27 +67,43 @@ def compute_scale(vectors: Tensor, degree: int, pooling: str) -> Tensor:
     raise ValueError(f"unknown pooling {pooling!r}")
 
 
-def scale_ranges(scales: list[Tensor]) -> list[tuple[float, float]]:
-    """(min |s|, max |s|) of each float32 scale with one host sync per device: a model's forward reads all its
-    layers' ranges at once (layer.check_scales), where each layer on its own would sync once (on a GPU every
-    sync waits for the queued kernels). NaN propagates."""
-    ranges: list[tuple[float, float]] = [(float("nan"), float("nan"))] * len(scales)
+def scale_ranges(bases: list[Tensor], powers: list[int] | None = None) -> list[tuple[float, float]]:
+    """(min |s|, max |s|) for each s = base ** power (power 1 when not given), with one host sync per device and
+    a fixed handful of kernels however many layers there are (multi-tensor ops): a model's forward reads all its
+    layers' ranges at once (layer.check_scales), where each layer on its own would sync once and launch a few
+    kernels (on a GPU every sync waits for the queued kernels). A layer with one vector passes z itself and its
+    degree: |z| ** k is monotone in |z|, so no s is built and the power is taken on the host. NaN propagates."""
+    powers = powers or [1] * len(bases)
+    ranges: list[tuple[float, float]] = [(math.nan, math.nan)] * len(bases)
     by_device: dict[torch.device, list[int]] = {}
-    for index, scale in enumerate(scales):
-        by_device.setdefault(scale.device, []).append(index)
+    for index, base in enumerate(bases):
+        by_device.setdefault(base.device, []).append(index)
     for indices in by_device.values():
-        values = torch.stack([torch.stack(torch.aminmax(scales[i].detach().float().abs())) for i in indices]).tolist()
-        for index, (smallest, largest) in zip(indices, values, strict=True):
-            ranges[index] = (smallest, largest)
+        tensors = [bases[i].detach().float() for i in indices]
+        largest = torch._foreach_norm(tensors, ord=math.inf)  # max |b|
+        inverse = torch._foreach_norm(torch._foreach_reciprocal(tensors), ord=math.inf)  # 1 / min |b| (0 -> inf)
+        values = torch.stack([*largest, *inverse]).tolist()
+        for position, index in enumerate(indices):
+            high, low_inverse = values[position], values[len(indices) + position]
+            low = 1.0 / low_inverse if low_inverse != 0 else math.inf
+            ranges[index] = (_power(low, powers[index]), _power(high, powers[index]))
     return ranges
+
+
+def _power(value: float, power: int) -> float:
+    try:
+        return value**power
+    except OverflowError:  # float64 overflows far beyond any activation dtype's range: fails the rule anyway
+        return math.inf
 
 
 def range_recoverable(scale_range: tuple[float, float], dtype: torch.dtype) -> bool:
     """Whether V = V'/s is safe for every feature when s (float32, |s| in ``scale_range``) is cast to ``dtype``:
     2 sqrt(smallest normal) <= |s| < largest / 2. The margins of 2 cover the cast's rounding (at most 2^-8
-    relative in bf16); then a recovered V is off by a subnormal spacing / sqrt(tiny) at most (about 1e-26 in
-    float32 and bfloat16): nothing. NaN fails both tests. The one rule for both paths, so that gradient
-    checkpointing's recomputation (a layer on its own) decides exactly as the model's forward did."""
+    relative in bf16) and a range computed as |z| ** k on the host (float64) rather than in float32; then a
+    recovered V is off by a subnormal spacing / sqrt(tiny) at most (about 1e-26 in float32 and bfloat16): nothing.
+    NaN fails both tests. The one rule for both paths, so that gradient checkpointing's recomputation (a layer on
+    its own) decides exactly as the model's forward did."""
     smallest, largest = scale_range
     info = torch.finfo(dtype)
     return smallest >= 2 * info.tiny**0.5 and largest < info.max / 2
@@ -95,8 +114,14 @@ def recoverable(scale: Tensor, dtype: torch.dtype) -> bool:
     return range_recoverable(scale_ranges([scale])[0], dtype)
 
 
-def _recover(scale: Tensor, dtype: torch.dtype, scale_range: tuple[float, float] | None) -> bool:
-    return recoverable(scale, dtype) if scale_range is None else range_recoverable(scale_range, dtype)
+ScaleRange = tuple[float, float] | Callable[[], tuple[float, float]] | None
+
+
+def _recover(scale: Tensor, dtype: torch.dtype, scale_range: ScaleRange) -> bool:
+    """The rule on the known range, on the range a layer reads when asked (a callable: a host sync), or on s."""
+    if scale_range is None:
+        return recoverable(scale, dtype)
+    return range_recoverable(scale_range() if callable(scale_range) else scale_range, dtype)
 
 
 def _transformed() -> bool:
@@ -136,7 +161,7 @@ class _LeanScale(torch.autograd.Function):
     """V ⊙ s for any V: keeps V' (or V when s is not recoverable)."""
 
     @staticmethod
-    def forward(ctx, output: Tensor, scale: Tensor, scale_range: tuple[float, float] | None = None) -> Tensor:
+    def forward(ctx, output: Tensor, scale: Tensor, scale_range: ScaleRange = None) -> Tensor:
         cast = scale.to(output.dtype)
         ctx.recover = _recover(scale, output.dtype, scale_range)
         scaled = output * cast
@@ -154,7 +179,7 @@ class _ScaledFrozenLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor,
-                scale_range: tuple[float, float] | None = None) -> Tensor:
+                scale_range: ScaleRange = None) -> Tensor:
         output = F.linear(x, weight, bias)  # a new tensor, nobody else's: scaled in place
         cast = scale.to(output.dtype)
         ctx.recover = _recover(scale, output.dtype, scale_range)
@@ -196,7 +221,7 @@ class _ScaledFrozenEmbedding(torch.autograd.Function):
 
 
 def apply_scale(output: Tensor, scale: Tensor, lean: bool = True,
-                scale_range: tuple[float, float] | None = None) -> Tensor:
+                scale_range: ScaleRange = None) -> Tensor:
     """V ⊙ s with s cast to the activation dtype (z itself stays float32); the value is exactly V * s.
     ``lean=False`` where the model modifies this output in place later (a kept V' would be stale).
     ``scale_range``: s's |s| range when already known (``scale_ranges``), else it is read here (a host sync)."""
@@ -206,7 +231,7 @@ def apply_scale(output: Tensor, scale: Tensor, lean: bool = True,
 
 
 def scaled_linear(x: Tensor, weight: Tensor, bias: Tensor | None, scale: Tensor, lean: bool = True,
-                  scale_range: tuple[float, float] | None = None) -> Tensor:
+                  scale_range: ScaleRange = None) -> Tensor:
     """F.linear(x, weight, bias) ⊙ s, exactly; one lean autograd node when weight and bias are frozen."""
     if _transformed():
         return apply_scale(F.linear(x, weight, bias), scale, lean=False)
