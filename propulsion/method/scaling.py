@@ -82,10 +82,14 @@ def scale_ranges(bases: list[Tensor], powers: list[int] | None = None) -> list[t
         tensors = [bases[i].detach().float() for i in indices]
         largest = torch._foreach_norm(tensors, ord=math.inf)  # max |b|
         inverse = torch._foreach_norm(torch._foreach_reciprocal(tensors), ord=math.inf)  # 1 / min |b| (0 -> inf)
-        values = torch.stack([*largest, *inverse]).tolist()
+        total = torch._foreach_norm(tensors, ord=1)  # NaN shows here whatever a max kernel does with it
+        values = torch.stack([*largest, *inverse, *total]).tolist()
+        count = len(indices)
         for position, index in enumerate(indices):
-            high, low_inverse = values[position], values[len(indices) + position]
+            high, low_inverse, summed = values[position], values[count + position], values[2 * count + position]
             low = 1.0 / low_inverse if low_inverse != 0 else math.inf
+            if math.isnan(summed):
+                low = high = math.nan
             ranges[index] = (_power(low, powers[index]), _power(high, powers[index]))
     return ranges
 
