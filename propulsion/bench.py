@@ -4,8 +4,10 @@ The same random-init RoBERTa-sized classifier is built for every method through 
 builder and YAMLs (so the benchmark measures what the suite trains, AdaLoRA's per-step rank allocation
 included). Per method: trainable parameters, median step time (forward + backward + AdamW step), saved-activation
 bytes (unique storages autograd keeps for backward, parameters excluded, counted with
-``torch.autograd.graph.saved_tensors_hooks``), peak memory, and ratios to LoRA and to the floor: backpropagation
-through the same frozen model with one trainable scalar on the embedding output, i.e. nothing per layer to keep.
+``torch.autograd.graph.saved_tensors_hooks``), peak memory, tokens/s, the operations one training forward
+dispatches (views excluded: about the kernels a GPU launches, whose host cost small models feel), and ratios to
+LoRA and to the floor: backpropagation through the same frozen model with one trainable scalar on the embedding
+output, i.e. nothing per layer to keep.
 ``propulsion_simple`` is Propulsion(All) with the plain ``V * s`` (what the lean scaling replaces).
 
 Steps are timed in interleaved rounds (A, B, C, ..., then B, C, ..., A, ...) so that drift on a shared machine
@@ -30,6 +32,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import RobertaConfig, RobertaForSequenceClassification
 
 from propulsion import records
@@ -76,6 +79,25 @@ def saved_activation_bytes(run_forward: Callable[[], Any], exclude: list[torch.T
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         output = run_forward()
     return sum(storages.values()), output
+
+
+class _OperationCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def forward_operations(run_forward: Callable[[], Any]) -> int:
+    """ATen operations dispatched by ``run_forward()`` that compute something (views excluded): about the
+    kernels a GPU launches, each a few microseconds of host time however small its tensor."""
+    with _OperationCounter() as counter:
+        run_forward()
+    return counter.count
 
 
 def method_spec(name: str) -> MethodSpec:
@@ -178,12 +200,14 @@ def measure(size: str = "default", methods: tuple[str, ...] = METHODS, rounds: i
         params = list(contender.model.parameters())
         with scaling.implementation(contender.implementation), autocast or nullcontext():
             saved, output = saved_activation_bytes(lambda c=contender: c.model(**batch), params)
+            operations = forward_operations(lambda c=contender: c.model(**batch))
         output.loss.backward()
         grads = _unique_bytes([p.grad for p in params if p.grad is not None])
         contender.optimizer.zero_grad(set_to_none=True)
         counted = count_parameters(contender.model)
         rows[contender.name] = {"method": contender.name, "trainable": counted.trainable, "total": counted.total,
-                                "saved_activation_bytes": saved, "gradient_bytes": grads, "times": []}
+                                "saved_activation_bytes": saved, "gradient_bytes": grads,
+                                "forward_operations": operations, "times": []}
     for round_index in range(warmup + rounds):  # interleaved, and each round starts one method later
         for offset in range(len(contenders)):
             contender = contenders[(round_index + offset) % len(contenders)]
@@ -264,11 +288,12 @@ def table(result: dict[str, Any]) -> str:
              f"{result['precision']}, attention dropout {result['attention_dropout']}, {result['threads']} threads; "
              f"median of {result['rounds']} interleaved steps (spread = IQR / median)",
              *[f"note: {note}" for note in result["notes"]], "",
-             "| method | trainable | step (ms) | spread | tokens/s | saved act. (MiB) | peak (MiB) | time / LoRA "
-             "| saved / LoRA | time / floor | saved / floor |", "|---|" + "---:|" * 10]
+             "| method | trainable | step (ms) | spread | tokens/s | forward ops | saved act. (MiB) | peak (MiB) "
+             "| time / LoRA | saved / LoRA | time / floor | saved / floor |", "|---|" + "---:|" * 11]
     for row in result["rows"]:
         lines.append(f"| {row['method']} | {row['trainable']:,} | {1000 * row['step_time_s']:.1f} | "
                      f"{_ratio(row, 'step_time_spread')} | {row['tokens_per_s']:,.0f} | "
+                     f"{row['forward_operations']:,} | "
                      f"{row['saved_activation_bytes'] / 2**20:.1f} | "
                      f"{row['peak_memory_bytes'] / 2**20:.0f} | {_ratio(row, 'time_vs_lora')} | "
                      f"{_ratio(row, 'saved_vs_lora')} | {_ratio(row, 'time_vs_floor')} | "

@@ -31,6 +31,9 @@ def test_tiny_benchmark_writes_a_record_with_every_method(tmp_path, capsys):
     assert rows["floor"]["saved_activation_bytes"] <= rows["propulsion"]["saved_activation_bytes"]
     assert rows["propulsion"]["saved_activation_bytes"] < rows["propulsion_simple"]["saved_activation_bytes"]
     assert rows["propulsion"]["peak_memory_kind"] == "estimate_weights_state_grads_saved"
+    # The lean and plain forwards dispatch the same operations per layer (matmul + in-place scale vs matmul +
+    # scale; lookup + scale), plus the range check's 5 for the whole model, however many layers there are.
+    assert rows["propulsion"]["forward_operations"] == rows["propulsion_simple"]["forward_operations"] + 5
     inference = record["bench_inference"]
     assert inference["max_abs_output_difference"] < 1e-5 and inference["merged_vs_base"] > 0
     assert record["bench_setup"]["precision"] == "fp32"
@@ -47,6 +50,13 @@ def test_saved_bytes_counter_on_a_known_case():
     layer.requires_grad_(False)
     saved, _ = bench.saved_activation_bytes(lambda: torch.relu(layer(x)), list(layer.parameters()))
     assert saved == 5 * 3 * 4
+
+
+def test_forward_operations_count_what_computes_and_not_views():
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(5, 4, requires_grad=True)
+    # F.linear on 2-D input is t (a view) + addmm; relu; the detach autograd makes of relu's saved output is a view.
+    assert bench.forward_operations(lambda: torch.relu(layer(x))) == 2
 
 
 def test_saved_bytes_counts_a_shared_storage_once():
