@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from propulsion.method.config import INITS, POOLINGS, PRESETS
 from propulsion.run import CONF_DIR, group_choices
@@ -24,7 +25,8 @@ def test_experiment_files_exist_for_the_paper():
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_sweep_values_are_valid_choices(path: Path):
-    config = yaml.safe_load(path.read_text())
+    # OmegaConf, as Hydra reads it: a key given twice is an error there (yaml.safe_load keeps the last one).
+    config = OmegaConf.to_container(OmegaConf.load(path))
     assert "config" in config["defaults"]
     params = config["hydra"]["sweeper"]["params"]
     for key, values in params.items():
