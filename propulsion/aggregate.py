@@ -13,8 +13,14 @@ Rules, so that a number in a table can be traced:
   ablation on one layer type never fills the Propulsion(All) row.
 - Several groups for one cell (a degree sweep beside the default run, an init ablation, ...): the first by
   (1) method settings equal to the table's setting for that method (conf/method/<name>.yaml; Table 3's
-  Propulsion: 5 vectors, paper §4.3), (2) most seeds, (3) the task's paper degree, (4) newest finish time,
-  (5) smallest group key. The others are footnoted with the settings they differ in.
+  Propulsion: 5 vectors, paper §4.3; Table 5's rows differ in targets by design), (2) the paper's protocol:
+  protocol=paper, the task's hub data uncapped (no sample data, no max_*_samples) and the trainer settings of
+  conf/trainer/paper.yaml (plus, for Table 3, those of its sweep, experiments/table3_reasoning.yaml), (3) most
+  seeds, (4) the task's paper degree, (5) newest finish time, (6) smallest group key. The others are footnoted
+  with the settings they differ in; a cell filled off the paper's protocol says so.
+- One record per seed in a group: where a config and seed were run more than once (two output folders under
+  --runs), the newest counts and the others are footnoted. A completed run whose metric is not finite (STS-B's
+  Pearson of constant predictions) is left out of its cell and footnoted, never dropped silently.
 - GLUE metrics are stored as fractions and shown ×100; SQuAD, ROUGE and reasoning accuracy are stored ×100.
 - The paper's Table 1 "Avg." is two numbers: the mean over the 8 tasks of each task's first metric (CoLA MCC,
   SST-2 acc, MRPC acc, STS-B Pearson, QQP acc, MNLI-m, QNLI, RTE), and the mean of the three second metrics
@@ -50,6 +56,12 @@ OUR_METHODS = ("full_ft", "prompt", "prefix", "ia3", "bitfit", "lora", "adalora"
                "propulsion_attn")
 CONTAMINATED = ("MultiArith", "AddSub", "SingleEq")  # subsets of MAWPS, which math_10k contains
 NOT_SETTINGS = ("name", "kind", "degree")  # preset keys that are not a method setting (degree ranked apart)
+TRAINER_CONF = ROOT / "conf" / "trainer" / "paper.yaml"
+EXPERIMENTS_DIR = ROOT / "experiments"
+TABLE_EXPERIMENT = {"table3": "table3_reasoning"}  # tables whose sweep sets trainer settings of its own
+# Trainer keys that change how a run is executed or written, not the number it reports.
+NOT_PROTOCOL = ("name", "eval_batch_size", "checkpoint_every", "keep_checkpoint", "num_workers",
+                "gradient_checkpointing")
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,31 @@ def deviations(config: dict[str, Any], table: str = "", ignore: tuple[str, ...] 
     return sorted(k for k, v in wanted.items() if k not in ignore and method.get(k, v) != v)
 
 
+@functools.cache
+def paper_trainer(table: str = "") -> dict[str, Any]:
+    """The trainer settings a table's runs use: conf/trainer/paper.yaml (null = the task's paper value), with the
+    table's sweep's own trainer settings on top."""
+    settings = yaml.safe_load(TRAINER_CONF.read_text()) or {}
+    if table in TABLE_EXPERIMENT:
+        sweep = yaml.safe_load((EXPERIMENTS_DIR / f"{TABLE_EXPERIMENT[table]}.yaml").read_text()) or {}
+        settings.update(sweep.get("trainer") or {})
+    return {k: v for k, v in settings.items() if k not in NOT_PROTOCOL}
+
+
+def protocol_deviations(config: dict[str, Any], table: str = "") -> list[str]:
+    """How a record's run departs from the paper's protocol: evaluation protocol, data, trainer settings."""
+    out = []
+    if config.get("protocol", "paper") != "paper":
+        out.append(f"protocol={config.get('protocol')}")
+    task = config.get("task") or {}
+    if task.get("source") == "sample":
+        out.append("task.source=sample")
+    out += [f"task.{cap}" for cap in ("max_train_samples", "max_eval_samples") if task.get(cap) is not None]
+    trainer = config.get("trainer") or {}
+    out += [f"trainer.{k}" for k, v in sorted(paper_trainer(table).items()) if trainer.get(k, v) != v]
+    return out
+
+
 def at_paper_degree(config: dict[str, Any]) -> bool:
     if (config.get("method") or {}).get("kind") != "propulsion":
         return True
@@ -170,8 +207,9 @@ def choose(groups: dict[str, list[dict[str, Any]]], table: str = "", ignore: tup
         key, runs = item
         config = runs[0].get("config") or {}
         first = prefer(runs) if prefer else 0
-        return (first, bool(deviations(config, table, ignore)), -len({r.get("seed") for r in runs}),
-                not at_paper_degree(config) and "degree" not in ignore, -_finished(runs), key)
+        return (first, bool(deviations(config, table, ignore)), bool(protocol_deviations(config, table)),
+                -len({r.get("seed") for r in runs}), not at_paper_degree(config) and "degree" not in ignore,
+                -_finished(runs), key)
 
     ordered = [runs for _key, runs in sorted(groups.items(), key=rank)]
     return ordered[0], ordered[1:]
@@ -236,11 +274,24 @@ def scaled(record: dict[str, Any], key: str) -> float | None:
     return 100.0 * value if record.get("family") in FRACTION_FAMILIES else float(value)
 
 
-def _matches(record: dict[str, Any], column: Column, table: str) -> bool:
+def _belongs(record: dict[str, Any], column: Column, table: str) -> bool:
     family = TABLES[table].get("by_family")
     if family:  # Table 3: any reasoning run that scored this test set
-        return record.get("family") == family and scaled(record, column.record_key) is not None
-    return record.get("task") == column.task and scaled(record, column.record_key) is not None
+        return record.get("family") == family and column.record_key in (record.get("metrics") or {})
+    return record.get("task") == column.task and column.record_key in (record.get("metrics") or {})
+
+
+def _matches(record: dict[str, Any], column: Column, table: str) -> bool:
+    return _belongs(record, column, table) and scaled(record, column.record_key) is not None
+
+
+def one_per_seed(group: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The newest record of each seed (by finish time, then path), and how many older duplicates were dropped."""
+    newest: dict[Any, dict[str, Any]] = {}
+    for record in sorted(group, key=lambda r: (_finished([r]), str(r.get("_path")))):
+        newest[record.get("seed")] = record
+    kept = sorted(newest.values(), key=lambda r: (str(r.get("seed")), str(r.get("_path"))))
+    return kept, len(group) - len(kept)
 
 
 def columns_of(name: str, runs: list[dict[str, Any]]) -> list[Column]:
@@ -257,20 +308,32 @@ def build_table(name: str, runs: list[dict[str, Any]], paper: pd.DataFrame
     Also the notes and the records chosen per (model, method) row (for parameter counts)."""
     columns = columns_of(name, runs)
     cells: dict[tuple[str, str, str], dict[str, list[dict]]] = {}
+    set_aside_notes = set()
     for record in runs:
         method = row_method(record, name)
         if not method:
             continue
         for column in columns:
+            key = (str(record.get("model")), method, column.header)
             if _matches(record, column, name):
-                key = (str(record.get("model")), method, column.header)
                 cells.setdefault(key, {}).setdefault(group_key(record["config"]), []).append(record)
+            elif _belongs(record, column, name):
+                set_aside_notes.add(f"{key[0]} / {key[1]}: {column.header} of run {record.get('run_id')} is not a "
+                                    f"finite number; left out.")
     chosen: dict[tuple[str, str, str], list[dict]] = {}
-    set_aside_notes = set()
+    ignore = ("targets",) if name == "table5" else ()  # Table 5's rows are the targets
     for key, groups in sorted(cells.items()):
-        chosen[key], others = choose(groups, name)
+        group, others = choose(groups, name, ignore)
+        chosen[key], duplicates = one_per_seed(group)
+        if duplicates:
+            set_aside_notes.add(f"{key[0]} / {key[1]}: {duplicates} older duplicate run(s) of the same config and "
+                                f"seed for {key[2]} not counted (the newest is).")
+        off = protocol_deviations(group[0]["config"], name)
+        if off:
+            set_aside_notes.add(f"{key[0]} / {key[1]}: {key[2]} comes from runs off the paper's protocol "
+                                f"({', '.join(off[:6])}).")
         if others:
-            differ = sorted({k for g in others for k in config_diff(chosen[key][0]["config"], g[0]["config"])})
+            differ = sorted({k for g in others for k in config_diff(group[0]["config"], g[0]["config"])})
             set_aside_notes.add(f"{key[0]} / {key[1]}: {len(others)} other config(s) for {key[2]} not shown "
                                 f"(differ in {', '.join(differ[:6]) or 'nothing recorded'}).")
     paper_rows = {(r.model, r.method, r.task, r.metric): r.value for r in paper.itertuples()} if len(paper) else {}

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from propulsion import aggregate, records  # noqa: E402
 
+FIG11_VECTORS = yaml.safe_load((aggregate.EXPERIMENTS_DIR / "fig11_pooling.yaml").read_text())["method"]["num_vectors"]
 PNG_METADATA = {"Software": None}  # no matplotlib version in the file
 PDF_METADATA = {"CreationDate": None, "Creator": None, "Producer": None}  # no time stamp, no versions
 
@@ -71,7 +73,8 @@ def _chosen_groups(runs: list[dict], key_of, swept: tuple[str, ...] = (), prefer
         key = key_of(record)
         if key is not None:
             groups[key][aggregate.group_key(record.get("config") or {})].append(record)
-    return {key: aggregate.choose(dict(by), ignore=swept, prefer=prefer)[0] for key, by in groups.items()}
+    return {key: aggregate.one_per_seed(aggregate.choose(dict(by), ignore=swept, prefer=prefer)[0])[0]
+            for key, by in groups.items()}
 
 
 def _label(model: str, name: str, models: set[str]) -> str:
@@ -260,8 +263,10 @@ def make_all(runs: list[dict[str, Any]], folder: Path, bench: list[dict[str, Any
                            swept=("init", "init_scale"), paper_dir=paper_dir),
         "fig10_vectors": sweep(runs, folder, "fig10_vectors", "num_vectors", ("sst2", "qnli", "mrpc", "mnli", "rte"),
                                "Figure 10: Propulsion vectors per layer", paper_dir=paper_dir),
-        "fig11_pooling": sweep([r for r in runs if (_setting(r, "num_vectors") or 1) > 1], folder, "fig11_pooling",
-                               "pooling", ("sst2", "mrpc", "mnli", "qnli", "rte"), "Figure 11: pooling of p vectors",
+        # Pooling compared at one number of vectors (the fig11 sweep's), so that fig10's runs cannot mix in.
+        "fig11_pooling": sweep([r for r in runs if _setting(r, "num_vectors") == FIG11_VECTORS], folder,
+                               "fig11_pooling", "pooling", ("sst2", "mrpc", "mnli", "qnli", "rte"),
+                               f"Figure 11: pooling of {FIG11_VECTORS} vectors",
                                swept=("pooling", "num_vectors"), paper_dir=paper_dir),
     }
     drawn = [name for name, result in made.items() if result]

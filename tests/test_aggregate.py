@@ -18,7 +18,7 @@ PAPER_TEXT = Path("/work/shared/paper/propulsion.md")
 def write_run(root: Path, name: str, *, task="sst2", method="propulsion", degree=None, seed=0, family="glue",
               metrics=None, status="completed", model="roberta-base", trainable=86_018, evaluations=None,
               finished_at="2026-01-01T00:00:00Z", wall_time_s=5.0, peak_memory_bytes=2**30, steps=10,
-              paper_degree=15, error=None, **method_settings):
+              paper_degree=15, error=None, trainer=None, protocol="paper", task_settings=None, **method_settings):
     """One record as the runner writes it; the method config starts from conf/method/<method>.yaml."""
     degree = paper_degree if degree is None else degree
     preset = yaml.safe_load((aggregate.METHOD_CONF_DIR / f"{method}.yaml").read_text())
@@ -26,14 +26,15 @@ def write_run(root: Path, name: str, *, task="sst2", method="propulsion", degree
     kind = method_config["kind"]
     if kind == "propulsion":
         method_config["degree"] = degree
-    config = {"model": {"name": model}, "task": {"name": task, "degree": paper_degree}, "seed": seed,
-              "degree": degree, "method": method_config, "trainer": {"lr": 1e-4}, "output_root": str(root),
+    config = {"model": {"name": model}, "task": {"name": task, "degree": paper_degree, **(task_settings or {})},
+              "seed": seed, "degree": degree, "method": method_config, "protocol": protocol,
+              "trainer": {"name": "paper", "lr": None, **(trainer or {})}, "output_root": str(root),
               "logger": {"name": "none"}, "run_name": name}
     metrics = {"accuracy": 0.9} if metrics is None else metrics
     main_metric = next(iter(metrics))
     record = records.new_record(
         run_id=name, model=model, task=task, family=family, method=method,
-        degree=degree if kind == "propulsion" else None, seed=seed, protocol="paper", config=config,
+        degree=degree if kind == "propulsion" else None, seed=seed, protocol=protocol, config=config,
         main_metric=main_metric, metrics=metrics, status=status, error=error, finished_at=finished_at,
         params={"trainable": trainable, "total": 10**8, "percent": trainable / 10**6},
         evaluations=evaluations if evaluations is not None else [{"step": 10, "epoch": 1, "split": "validation",
@@ -100,6 +101,50 @@ def test_seeds_are_averaged_and_other_configs_are_not(runs, tmp_path):
     assert note and note.group(1) == "degree, method.degree, method.init"
     # rows the paper has and we do not implement stay, with the paper's numbers
     assert md_row(table, "roberta-large", "mam")["RTE"] == "– / 86.62"
+
+
+def test_runs_off_the_papers_protocol_do_not_fill_a_cell_that_paper_runs_fill(tmp_path):
+    # Newer runs with the quick trainer on sample data, or the held-out protocol, or capped data: the paper runs
+    # (older, same seeds) fill the cell; alone, off-protocol runs fill it with a note saying so.
+    root = tmp_path / "runs"
+    for seed in range(3):
+        write_run(root, f"paper{seed}", seed=seed, metrics={"accuracy": 0.93}, finished_at="2026-01-01T00:00:00Z")
+        write_run(root, f"quick{seed}", seed=seed, metrics={"accuracy": 0.55}, finished_at="2026-02-01T00:00:00Z",
+                  trainer={"name": "quick", "lr": 1e-2}, task_settings={"source": "sample"})
+        write_run(root, f"heldout{seed}", seed=seed, metrics={"accuracy": 0.80}, protocol="heldout",
+                  finished_at="2026-02-01T00:00:00Z")
+        write_run(root, f"capped{seed}", seed=seed, metrics={"accuracy": 0.70}, finished_at="2026-02-01T00:00:00Z",
+                  task_settings={"max_train_samples": 64})
+        write_run(root, f"rte{seed}", task="rte", seed=seed, metrics={"accuracy": 0.60},
+                  trainer={"name": "quick", "lr": 1e-2})
+    table = run_main(root, tmp_path / "out")["table1.md"]
+    row = md_row(table, "roberta-base", "propulsion")
+    assert row["SST-2"].startswith("93.00 ± 0.00 (n=3)")
+    assert row["RTE"].startswith("60.00 ± 0.00 (n=3)")
+    assert "roberta-base / propulsion: RTE comes from runs off the paper's protocol (trainer.lr" in table
+    assert "SST-2 comes from runs off" not in table
+
+
+def test_a_seed_run_twice_counts_once_and_a_non_finite_metric_is_noted(tmp_path):
+    root = tmp_path / "runs"
+    for copy_index in range(3):  # seed 0 three times (e.g. two output folders under --runs), the newest 0.90
+        write_run(root / f"copy{copy_index}", "s0", seed=0, metrics={"accuracy": 0.80 + 0.05 * copy_index},
+                  finished_at=f"2026-01-0{copy_index + 1}T00:00:00Z")
+    write_run(root, "s1", seed=1, metrics={"accuracy": 0.96})
+    write_run(root, "s2", seed=2, metrics={"accuracy": float("nan")})
+    table = run_main(root, tmp_path / "out")["table1.md"]
+    assert md_row(table, "roberta-base", "propulsion")["SST-2"].startswith("93.00 ± 4.24 (n=2)")
+    assert "2 older duplicate run(s) of the same config and seed for SST-2 not counted" in table
+    assert "SST-2 of run s2 is not a finite number; left out." in table
+
+
+def test_table_5_cells_prefer_the_preset_over_an_ablation_of_another_setting(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "query", targets="query", metrics={"accuracy": 0.915}, finished_at="2026-01-01T00:00:00Z")
+    write_run(root, "query_zeros", targets="query", init="zeros", metrics={"accuracy": 0.50},
+              finished_at="2026-02-01T00:00:00Z")
+    table = run_main(root, tmp_path / "out")["table5.md"]
+    assert md_row(table, "roberta-base", "propulsion:query")["SST-2"].startswith("91.50 (n=1)")
 
 
 def test_fill_commands_name_the_missing_cells(runs, tmp_path):
