@@ -52,14 +52,6 @@ _GLUE_KIND = {
 }
 GLUE_TASKS: tuple[str, ...] = tuple(_GLUE_KIND)
 
-# Metric used to pick the best checkpoint. Follows the GLUE fine-tuning literature the paper compares with
-# (RoBERTa, LoRA, AdaLoRA tables): MCC for CoLA, Pearson for STS-B, accuracy for everything else, MRPC and
-# QQP included (their F1 is reported alongside but not used for selection). Records keep every metric.
-GLUE_MAIN_METRIC: dict[str, str] = {
-    task: {"mcc": "matthews_correlation", "correlation": "pearson"}.get(kind, "accuracy")
-    for task, kind in _GLUE_KIND.items()
-}
-
 
 def _accuracy(predictions: np.ndarray, references: np.ndarray) -> float:
     """Fraction of positions where prediction equals reference."""

@@ -113,6 +113,10 @@ def train(
         return results
 
     def is_better(value: float) -> bool:
+        # A non-finite score (STS-B's Pearson of constant predictions is NaN) never becomes the best; a NaN best
+        # would stay best forever, since nothing compares greater than NaN.
+        if not math.isfinite(value):
+            return False
         best = state["best"]
         return best is None or (value > best["value"] if greater_is_better else value < best["value"])
 
@@ -167,8 +171,9 @@ def train(
                 break
         epoch += 1
     progress.close()
-    if state["best"] is None:  # no dev set (e.g. reasoning): the final model is the one reported
-        state["best"] = {"step": step, "value": None, "metrics": {}}
+    if state["best"] is None:  # no dev set (reasoning), or no finite dev score: the final model is reported
+        final = state["evaluations"][-1]["metrics"] if state["evaluations"] else {}
+        state["best"] = {"step": step, "value": None, "metrics": final}
         best_state = trainable_state(accelerator.unwrap_model(model))
     if checkpoint.exists() and not spec.keep_checkpoint and accelerator.is_main_process:
         shutil.rmtree(checkpoint)
