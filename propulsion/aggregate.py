@@ -58,7 +58,9 @@ CONTAMINATED = ("MultiArith", "AddSub", "SingleEq")  # subsets of MAWPS, which m
 NOT_SETTINGS = ("name", "kind", "degree")  # preset keys that are not a method setting (degree ranked apart)
 TRAINER_CONF = ROOT / "conf" / "trainer" / "paper.yaml"
 EXPERIMENTS_DIR = ROOT / "experiments"
-TABLE_EXPERIMENT = {"table3": "table3_reasoning"}  # tables whose sweep sets trainer settings of its own
+# Tables whose sweep (experiments/<name>.yaml) sets settings of its own or runs one seed: their fill commands run
+# that sweep, and Table 3's trainer settings are its sweep's.
+TABLE_EXPERIMENT = {"table3": "table3_reasoning", "table5": "table5_layers"}
 # Trainer keys that change how a run is executed or written, not the number it reports.
 NOT_PROTOCOL = ("name", "eval_batch_size", "checkpoint_every", "keep_checkpoint", "num_workers",
                 "gradient_checkpointing")
@@ -131,7 +133,8 @@ NOTES = {
                "contaminated. mawps (and AQuA) appear when runs report them; they are not in the paper.",
                "Paper LLM setup (§4.3): degree 15, 5 Propulsion vectors per layer, dropout 0.1, L2 regularisation; "
                "`make experiment NAME=table3_reasoning` runs the grid with them (model.dropout=0.1, "
-               "trainer.weight_decay=0.01, trainer.precision=bf16).",
+               "trainer.weight_decay=0.01, trainer.precision=bf16) and LLM-Adapters' 100 warm-up steps with "
+               "linear decay.",
                "The parallel-adapter rows are the paper's only: the `adapters` package (1.3.0, the newest) requires "
                "transformers ~=4.57 and this suite runs on transformers 5."],
     "table5": ["attn = K+Q+V (qkv on fused architectures). The paper's K+Q+V row differs from its own Table 1 "
@@ -470,8 +473,13 @@ def fill_commands(frame: pd.DataFrame, name: str) -> list[str]:
             extra = " ".join(f"method.{k}={v}" for k, v in sorted(TABLE_SETTINGS.get(name, {}).get(base, {}).items()))
             wanted.setdefault((model, missing, base if targets else "", extra), []).append(targets or base)
     commands = []
+    experiment = TABLE_EXPERIMENT.get(name)
     for (model, tasks, base, extra), choices in sorted(wanted.items()):
         sweep = f"method={base} method.targets={','.join(choices)}" if base else f"method={','.join(choices)}"
+        if experiment:  # the table's own sweep: its settings and seeds, narrowed to the missing cells
+            commands.append(f"python -m propulsion.run --config-dir experiments --config-name {experiment} "
+                            f"model={model} {sweep} task={tasks}")
+            continue
         command = f"python -m propulsion.run -m model={model} {sweep} task={tasks} seed=0,1,2"
         commands.append(f"{command} {extra}".rstrip())
     return commands

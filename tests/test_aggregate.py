@@ -156,8 +156,8 @@ def test_fill_commands_name_the_missing_cells(runs, tmp_path):
             "propulsion,propulsion_attn task=cola,mnli,mrpc,qnli,qqp,rte,sst2,stsb seed=0,1,2") in commands
     assert not any("mam" in c or "adapter_s" in c or "propetl" in c for c in commands)
     table5 = run_main(runs, tmp_path / "out")["table5.md"]
-    assert ("python -m propulsion.run -m model=roberta-base method=propulsion "
-            "method.targets=attn,embedding,key,mlp,value task=mrpc,qnli,qqp,rte,sst2 seed=0,1,2") in table5
+    assert ("python -m propulsion.run --config-dir experiments --config-name table5_layers model=roberta-base "
+            "method=propulsion method.targets=attn,embedding,key,mlp,value task=mrpc,qnli,qqp,rte,sst2") in table5
 
 
 def test_table_5_rows_come_from_the_targets(runs, tmp_path):
@@ -188,8 +188,9 @@ def test_table_3_columns_and_contamination(runs, tmp_path):
     assert row["AddSub †"] == "– / 87.63" and row["SVAMP"] == "– / 60.51"
     assert "mawps" not in table.splitlines()[4]  # no run has it: no column
     assert "contaminated" in table
-    assert ("python -m propulsion.run -m model=llama-7b method=propulsion task=arithmetic,commonsense seed=0,1,2 "
-            "method.num_vectors=5") in table
+    # The table's sweep: its 5 vectors, dropout, L2, bf16 and schedule, for the cells still empty.
+    assert ("python -m propulsion.run --config-dir experiments --config-name table3_reasoning model=llama-7b "
+            "method=propulsion task=arithmetic,commonsense") in table
     write_run(runs, "math", model="llama-7b", task="arithmetic", family="reasoning", num_vectors=5,
               metrics={"gsm8k/accuracy": 30.0, "mawps/accuracy": 75.5})
     table = run_main(runs, tmp_path / "again")["table3.md"]

@@ -66,6 +66,7 @@ def test_table3_applies_the_papers_llm_settings_to_every_model():
     config = yaml.safe_load(result.stdout)
     assert config["model"]["dropout"] == 0.1 and config["method"]["num_vectors"] == 5
     assert config["trainer"]["weight_decay"] == 0.01 and config["trainer"]["precision"] == "bf16"
+    assert config["trainer"]["warmup_steps"] == 100 and config["trainer"]["scheduler"] == "linear"
     assert config["degree"] == 15
 
 
