@@ -84,13 +84,16 @@ def train(
 ) -> TrainResult:
     hooks = hooks or Hooks()
     batches_per_epoch = math.ceil(len(train_set) / (spec.batch_size * accelerator.num_processes))
-    steps_per_epoch = max(1, batches_per_epoch // spec.gradient_accumulation_steps)
+    steps_per_epoch = _steps_per_epoch(batches_per_epoch, spec)
     n_steps = total_steps(len(train_set), spec, accelerator.num_processes)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    scheduler = get_scheduler(spec.scheduler, optimizer, num_warmup_steps=min(spec.warmup_steps, n_steps),
-                              num_training_steps=n_steps)
+    # accelerate steps a prepared scheduler once per process at every optimizer step (it assumes each process
+    # saw its own share of a num_processes-times larger batch), so the schedule is laid out in those units.
+    processes = accelerator.num_processes
+    scheduler = get_scheduler(spec.scheduler, optimizer, num_warmup_steps=min(spec.warmup_steps, n_steps) * processes,
+                              num_training_steps=n_steps * processes)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     dev_loaders = {alias: accelerator.prepare(DataLoader(data, batch_size=spec.eval_batch_size, collate_fn=collate))
                    for alias, data in dev_sets.items()}
@@ -152,7 +155,7 @@ def train(
                 raise FloatingPointError(f"training loss became {mean_loss} at step {step}")
             at_boundary = step % spec.eval_every == 0 or step == n_steps
             if at_boundary:  # the loss curve is kept with or without a dev set (reasoning has none)
-                state["train_loss"].append({"step": step, "loss": mean_loss})
+                state["train_loss"].append({"step": step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0]})
                 running_loss, running_count = 0.0, 0
             if dev_loaders and at_boundary:
                 metrics = evaluate_all()
@@ -225,11 +228,16 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler):
     return bundle["state"], (load_file(str(best_file)) if best_file.exists() else {})
 
 
+def _steps_per_epoch(batches_per_epoch: int, spec: TrainerSpec) -> int:
+    # accelerate also steps at the end of the data (a last, shorter accumulation): ceil, not floor. With floor,
+    # each epoch's extra step made the loop believe it had finished part of the next epoch and skip its batches.
+    return max(1, math.ceil(batches_per_epoch / spec.gradient_accumulation_steps))
+
+
 def total_steps(n_train: int, spec: TrainerSpec, num_processes: int = 1) -> int:
     """Optimizer steps of the whole run: max_steps, else epochs × steps per epoch (AdaLoRA needs it up front)."""
     batches_per_epoch = math.ceil(n_train / (spec.batch_size * num_processes))
-    steps_per_epoch = max(1, batches_per_epoch // spec.gradient_accumulation_steps)
-    return spec.max_steps or max(1, math.ceil(spec.epochs * steps_per_epoch))
+    return spec.max_steps or max(1, math.ceil(spec.epochs * _steps_per_epoch(batches_per_epoch, spec)))
 
 
 def evaluate_sets(model, sets: dict[str, Any], collate, evaluate, spec: TrainerSpec, accelerator) -> dict[str, float]:

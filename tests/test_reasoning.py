@@ -240,7 +240,8 @@ def test_two_processes_generate_every_test_row_once_in_order(tmp_path):
         (data / "dataset" / name).mkdir(parents=True)
         (data / "dataset" / name / "test.json").write_text(json.dumps(rows))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "propulsion.run",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "propulsion.run",
                "model=tiny-llama", "task=arithmetic", f"task.data_dir={data}", "task.options.test_sets=[gsm8k,SVAMP]",
                "trainer.eval_batch_size=2", *FAST, *GREEDY, f"output_root={tmp_path / 'runs'}"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

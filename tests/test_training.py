@@ -16,21 +16,34 @@ class Regressor(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.linear = torch.nn.Linear(1, 1)
+        self.seen: list[float] = []  # every training example's x, in order
 
     def forward(self, x, y):
+        if self.training:
+            self.seen += x.view(-1).tolist()
         return SimpleNamespace(loss=torch.nn.functional.mse_loss(self.linear(x), y))
 
 
-def run_with_scores(scores: list[float], tmp_path) -> training.TrainResult:
-    """Four steps, an evaluation after each, the dev score of evaluation i being scores[i]."""
-    data = [{"x": torch.tensor([float(i)]), "y": torch.tensor([2.0 * i])} for i in range(8)]
-    collate = lambda rows: {k: torch.stack([row[k] for row in rows]) for k in rows[0]}  # noqa: E731
-    calls = iter(scores)
-    spec = TrainerSpec(lr=1e-2, batch_size=2, epochs=1, weight_decay=0.0, eval_every=1, checkpoint_every=100)
-    return training.train(model=Regressor(), train_set=data, dev_sets={"dev": data[:2]}, collate=collate,
-                          evaluate=lambda model, loader: {"pearson": next(calls)}, main_metric="pearson",
-                          spec=spec, seed=0, accelerator=Accelerator(cpu=True), run_dir=tmp_path,
+DATA = [{"x": torch.tensor([float(i)]), "y": torch.tensor([2.0 * i])} for i in range(8)]
+
+
+def collate(rows):
+    return {k: torch.stack([row[k] for row in rows]) for k in rows[0]}
+
+
+def run(tmp_path, scores=None, model=None, accelerator=None, **trainer) -> training.TrainResult:
+    """Batches of 2 of the 8 examples; the dev score of evaluation i is scores[i] (0.5 when not given)."""
+    calls = iter(scores or [])
+    spec = TrainerSpec(**{"lr": 1e-2, "batch_size": 2, "epochs": 1, "weight_decay": 0.0, "eval_every": 1,
+                          "checkpoint_every": 100, **trainer})
+    return training.train(model=model or Regressor(), train_set=DATA, dev_sets={"dev": DATA[:2]}, collate=collate,
+                          evaluate=lambda model, loader: {"pearson": next(calls, 0.5)}, main_metric="pearson",
+                          spec=spec, seed=0, accelerator=accelerator or Accelerator(cpu=True), run_dir=tmp_path,
                           log=lambda values, step: None)
+
+
+def run_with_scores(scores: list[float], tmp_path) -> training.TrainResult:
+    return run(tmp_path, scores)
 
 
 def test_a_nan_dev_score_never_becomes_the_best(tmp_path):
@@ -43,3 +56,15 @@ def test_no_finite_dev_score_reports_the_final_model_with_its_scores(tmp_path):
     result = run_with_scores([math.nan] * 4, tmp_path / "all-nan")
     assert result.best["step"] == 4 and result.best["value"] is None
     assert math.isnan(result.best["metrics"]["pearson"])  # the record shows the NaN, the tables footnote it
+
+
+def test_gradient_accumulation_sees_every_example_of_every_epoch(tmp_path):
+    # 4 batches an epoch, 3 accumulated: a step after batch 3 and one at the end of the data (accelerate), so 2
+    # steps an epoch. Counting 1 (4 // 3) made the loop stop early and skip the start of later epochs.
+    model = Regressor()
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=3)
+    result = run(tmp_path, model=model, accelerator=accelerator, epochs=3, gradient_accumulation_steps=3)
+    assert result.steps == result.total_steps == 6
+    assert sorted(model.seen) == sorted(3 * [float(i) for i in range(8)])
+    assert [e["epoch"] for e in result.evaluations] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    assert training.total_steps(8, TrainerSpec(batch_size=2, epochs=3, gradient_accumulation_steps=3)) == 6

@@ -12,7 +12,8 @@ from tests.suite.helpers import QUICK, REPO, records_under, run_cli
 def test_two_processes_write_one_record(tmp_path):
     # torchrun is what `accelerate launch` starts; ACCELERATE_USE_CPU makes it gloo on this GPU-less machine.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "propulsion.run",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "propulsion.run",
                *QUICK, "task=sst2", "task.source=sample", "trainer.max_steps=4", "trainer.eval_every=2",
                f"output_root={tmp_path}"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -25,6 +26,9 @@ def test_two_processes_write_one_record(tmp_path):
     assert record["train"]["distributed_type"] == "MULTI_CPU"  # gloo here; MULTI_GPU, FSDP or DEEPSPEED on GPUs
     # 256 sample rows over 2 processes x 16 per batch: 8 steps per epoch; every dev row evaluated once.
     assert record["train"]["steps_per_epoch"] == 8 and record["data"]["sizes"]["dev/validation"] == 64
+    # The schedule as one process runs it (quick: lr 1e-2, linear, warm-up min(5, 4) steps), though accelerate
+    # steps a prepared scheduler once per process: half-way through warm-up at step 2, 0 at the last step.
+    assert [(e["step"], e["lr"]) for e in record["train_loss"]] == [(2, 0.005), (4, 0.0)]
 
 
 def test_wandb_logs_offline_without_a_key(tmp_path):
