@@ -123,11 +123,21 @@ class TrainerSpec:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
+        from transformers import SchedulerType  # the names transformers.get_scheduler accepts
+
         _choice("trainer.precision", self.precision, PRECISIONS)
         _choice("trainer.optimizer", self.optimizer, ("adamw",))
+        _choice("trainer.scheduler", self.scheduler, tuple(kind.value for kind in SchedulerType))
         for key in ("eval_every", "checkpoint_every", "gradient_accumulation_steps", "eval_batch_size"):
             if int(getattr(self, key)) < 1:
                 raise UserError(f"trainer.{key} must be >= 1, got {getattr(self, key)!r}")
+        # null takes the task's paper value (with_task_defaults); a given value must make sense.
+        for key, minimum, strict in (("lr", 0, True), ("batch_size", 1, False), ("epochs", 0, True),
+                                     ("max_steps", 1, False), ("weight_decay", 0, False), ("warmup_steps", 0, False),
+                                     ("max_grad_norm", 0, False)):  # max_grad_norm 0 or null: no clipping
+            value = getattr(self, key)
+            if value is not None and (value <= minimum if strict else value < minimum):
+                raise UserError(f"trainer.{key} must be {'>' if strict else '>='} {minimum}, got {value!r}")
 
     def with_task_defaults(self, task: TaskSpec) -> TrainerSpec:
         """Fill the null fields from the task's paper settings (authors' notebooks)."""

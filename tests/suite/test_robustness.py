@@ -82,6 +82,11 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, data):
         ("degree=0", "degree"),
         ("degree=1.5", "1.5"),
         ("protocol=test", "unknown protocol 'test'; valid choices: paper, heldout"),
+        ("trainer.scheduler=cosin", "unknown trainer.scheduler 'cosin'; valid choices: linear, cosine,"),
+        ("trainer.lr=-1", "trainer.lr must be > 0, got -1"),
+        ("trainer.batch_size=0", "trainer.batch_size must be >= 1, got 0"),
+        ("trainer.max_steps=-5", "trainer.max_steps must be >= 1, got -5"),
+        ("trainer.epochs=0", "trainer.epochs must be > 0, got 0"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data, override, expected):
