@@ -54,6 +54,7 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
     trainer = spec.trainer.with_task_defaults(spec.task)
+    _forget_previous_job_state()
     accelerator = Accelerator(mixed_precision=trainer.precision,
                               gradient_accumulation_steps=trainer.gradient_accumulation_steps)
     set_seed(spec.seed)
@@ -67,14 +68,26 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
     )
     if main:
         records.write_json_atomic(record_path, record)
-    tracker = Tracker(spec.logger, run_dir.name, config, enabled=main)
+    tracker = None
     try:
-        with records.recording(record, record_path, write=main):
+        with records.recording(record, record_path, write=main):  # a tracker that fails to start fails the run
+            tracker = Tracker(spec.logger, run_dir.name, config, enabled=main)
             record.update(_train_and_evaluate(spec, trainer, family, accelerator, run_dir, tracker))
     finally:
-        tracker.summary({"status": record["status"], **record.get("metrics", {})})
-        tracker.finish(failed=record["status"] != "completed")
+        if tracker is not None:
+            tracker.summary({"status": record["status"], **record.get("metrics", {})})
+            tracker.finish(failed=record["status"] != "completed")
     return record
+
+
+def _forget_previous_job_state() -> None:
+    """A Hydra sweep runs its jobs one after another in one process, and accelerate keeps one AcceleratorState
+    (mixed precision, ...) and GradientState per process: a job with another precision or accumulation could not
+    create its Accelerator. Each job starts from fresh ones; the process group (PartialState) stays."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
 
 
 def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Path, tracker: Tracker) -> dict:

@@ -43,6 +43,30 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path, data):
     assert "FloatingPointError" in failed["error"]
 
 
+def test_a_sweep_over_precision_runs_every_job(tmp_path, data):
+    # Jobs run one after another in one process; accelerate's per-process state must not carry over.
+    result = run_cli(*QUICK, "task=sst2", f"task.data_dir={data}", "trainer.max_steps=2", "trainer.precision=no,bf16",
+                     "trainer.gradient_accumulation_steps=1,2", f"output_root={tmp_path}", multirun=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = sorted((r["train"]["mixed_precision"], r["config"]["trainer"]["gradient_accumulation_steps"], r["status"])
+                  for r in records_under(tmp_path))
+    assert runs == [("bf16", 1, "completed"), ("bf16", 2, "completed"), ("no", 1, "completed"),
+                    ("no", 2, "completed")]
+
+
+def test_a_tracker_that_cannot_start_fails_the_run_in_its_record(tmp_path, data):
+    # W&B refuses an unknown mode; the record says failed (it used to stay "running" forever).
+    result = subprocess.run(
+        [sys.executable, "-m", "propulsion.run", "model=tiny-roberta", "trainer=quick", "logger=wandb",
+         f"logger.dir={tmp_path}/wb", "task=sst2", f"task.data_dir={data}", "trainer.max_steps=2",
+         f"output_root={tmp_path}/runs"],
+        cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "bogus"}, capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode != 0
+    (record,) = records_under(tmp_path / "runs")
+    assert record["status"] == "failed" and record["finished_at"] and "bogus" in record["error"]
+
+
 def test_killed_run_resumes_from_its_checkpoint(tmp_path, data):
     args = [*QUICK, "task=sst2", f"task.data_dir={data}", "trainer.max_steps=60", "trainer.checkpoint_every=5",
             "trainer.eval_every=30", "trainer.batch_size=4"]
