@@ -103,7 +103,8 @@ def train(
     resumed_from = None
     checkpoint = run_dir / CHECKPOINT_DIR
     if resume and (checkpoint / "state.pt").exists():
-        state, best_state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
+        state, best_state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler,
+                                             accelerator)
         resumed_from = state["step"]
         accelerator.print(f"resuming from step {resumed_from} ({checkpoint})")
 
@@ -209,8 +210,12 @@ def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, sta
     save_file(trainable_state(accelerator.unwrap_model(model)), str(tmp / "trainable.safetensors"))
     if best_state:
         save_file(best_state, str(tmp / "best.safetensors"))
+    # Dropout draws from the CUDA generators on a GPU; fp16's loss scale is state too.
+    scaler = getattr(accelerator, "scaler", None)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "state": state}, tmp / "state.pt")
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "scaler": scaler.state_dict() if scaler is not None else None, "state": state}, tmp / "state.pt")
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         folder.rename(old)
@@ -218,12 +223,18 @@ def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, sta
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(folder: Path, model, optimizer, scheduler):
+def _load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator=None):
     bundle = torch.load(folder / "state.pt", weights_only=True)  # tensors and plain containers only
     load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
     optimizer.load_state_dict(bundle["optimizer"])
     scheduler.load_state_dict(bundle["scheduler"])
     torch.set_rng_state(bundle["torch_rng"])
+    cuda_rng = bundle.get("cuda_rng") or []
+    if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_rng)
+    scaler = getattr(accelerator, "scaler", None)
+    if scaler is not None and bundle.get("scaler"):
+        scaler.load_state_dict(bundle["scaler"])
     best_file = folder / "best.safetensors"
     return bundle["state"], (load_file(str(best_file)) if best_file.exists() else {})
 
