@@ -81,6 +81,12 @@ def config_fingerprint(identity: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write JSON so that readers only ever see a complete file: temp file in the same folder, then rename."""
     path = Path(path)
@@ -92,6 +98,7 @@ def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a record is as readable as any file written here
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
