@@ -5,7 +5,8 @@ Rules, so that a number in a table can be traced:
   listed in results/tables/skipped.md (and printed) and skipped. NTK and benchmark records are not table runs.
 - Runs whose configs differ only by seed form one group (mean ± sample std over seeds, n shown). Different
   configs are never averaged together. The group key (``group_key``) is the resolved config minus: seed,
-  output_root, run_name, logger, skip_completed, resume (where and how a run is written, not what it computes),
+  output_root, run_name, logger, skip_completed, resume, save_adapter (where and how a run is written, not what
+  it computes),
   and, for methods other than Propulsion, the degree (only Propulsion reads it) — the same identity the runner
   uses to skip finished runs.
 - A table row is (model, method); Table 5's rows are (model, Propulsion targets), from any Propulsion record
@@ -51,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAPER_DIR = ROOT / "results" / "paper"
 METHOD_CONF_DIR = ROOT / "conf" / "method"
 FRACTION_FAMILIES = ("glue",)  # stored in [0, 1], shown ×100
-NOT_IDENTITY = ("seed", "output_root", "run_name", "logger", "skip_completed", "resume")
+NOT_IDENTITY = ("seed", "output_root", "run_name", "logger", "skip_completed", "resume", "save_adapter")
 OUR_METHODS = ("full_ft", "prompt", "prefix", "ia3", "bitfit", "lora", "adalora", "lokr", "loha", "propulsion",
                "propulsion_attn")
 CONTAMINATED = ("MultiArith", "AddSub", "SingleEq")  # subsets of MAWPS, which math_10k contains

@@ -15,7 +15,8 @@ from propulsion.tasks import get_family
 from propulsion.tracking import Tracker
 
 # Config keys that do not change what a run computes: excluded from its identity (and so from skipping).
-NON_IDENTITY_KEYS = ("logger", "output_root", "run_name", "skip_completed", "resume")
+NON_IDENTITY_KEYS = ("logger", "output_root", "run_name", "skip_completed", "resume", "save_adapter")
+ADAPTER_DIR = "adapter"  # in the run folder: the reported model's trained parameters (methods.save_trained)
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -120,13 +121,18 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         main_metric=task.main_metric, spec=trainer, seed=spec.seed, accelerator=accelerator, run_dir=run_dir,
         log=tracker.log, hooks=prepared.hooks, resume=spec.resume,
     )
+    # From here on the model is the reported one: the best dev checkpoint (the final model where there is none).
+    training.load_trainable_state(accelerator.unwrap_model(prepared.model), result.best_state)
     if test_sets:  # held-out protocol: the best dev checkpoint, evaluated once on the test split(s)
-        training.load_trainable_state(accelerator.unwrap_model(prepared.model), result.best_state)
         # The final evaluation may write per-example predictions next to the record.
         evaluate_final = partial(evaluate, output_dir=run_dir if accelerator.is_main_process else None)
         reported = training.evaluate_sets(prepared.model, test_sets, collate, evaluate_final, trainer, accelerator)
     else:
         reported = dict(result.best["metrics"])
+    adapter = None
+    if spec.save_adapter and accelerator.is_main_process:
+        files = methods.save_trained(accelerator.unwrap_model(prepared.model), run_dir / ADAPTER_DIR)
+        adapter = {"dir": ADAPTER_DIR, "files": files, "step": result.best["step"]}
     return {
         "metrics": reported,
         "best": {"step": result.best["step"], "value": result.best["value"]},
@@ -139,6 +145,7 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
                   "mixed_precision": accelerator.mixed_precision, "device": _device_name(accelerator.device),
                   **result.notes},
         "params": params,
+        "adapter": adapter,
         "model_config_overrides": overrides,
         "method_details": prepared.details,
         "data": splits.notes,

@@ -81,10 +81,11 @@ def config_fingerprint(identity: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _umask() -> int:
+def make_readable(path: str | Path) -> None:
+    """The permissions a file created here would have (0666 less the umask): results a team can read."""
     mask = os.umask(0)  # reading the umask means setting it; put it straight back
     os.umask(mask)
-    return mask
+    os.chmod(path, 0o666 & ~mask)
 
 
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -98,7 +99,7 @@ def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a record is as readable as any file written here
+        make_readable(tmp)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

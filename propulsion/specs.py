@@ -176,6 +176,7 @@ class RunSpec:
     run_name: str | None = None
     skip_completed: bool = True
     resume: bool = True
+    save_adapter: bool = True
 
     def __post_init__(self) -> None:
         _choice("protocol", self.protocol, PROTOCOLS)

@@ -11,6 +11,7 @@ from propulsion.method.model import (
     load_propulsion_state,
     load_trainable_state,
     propulsion_layers,
+    save_adapter,
     save_propulsion_state,
     trainable_state,
 )
@@ -19,5 +20,5 @@ from propulsion.method.presets import head_module_names, resolve_targets
 __all__ = [
     "ParameterCount", "PropulsionConfig", "PropulsionLayer", "PropulsionModel", "count_parameters",
     "get_propulsion_model", "head_module_names", "inject_propulsion", "load_propulsion_state", "load_trainable_state",
-    "propulsion_layers", "resolve_targets", "save_propulsion_state", "trainable_state",
+    "propulsion_layers", "resolve_targets", "save_adapter", "save_propulsion_state", "trainable_state",
 ]

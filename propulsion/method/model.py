@@ -137,6 +137,19 @@ save_propulsion_state = trainable_state
 load_propulsion_state = load_trainable_state
 
 
+def save_adapter(model: nn.Module, config: PropulsionConfig, directory: str | Path) -> None:
+    """The trainable tensors (safetensors) and the config of a model with Propulsion injected: what
+    ``PropulsionModel.save_pretrained`` writes and ``PropulsionModel.from_pretrained`` loads onto a fresh base."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(layer.merged for layer in propulsion_layers(model).values()):
+        raise ValueError("unmerge() before save_pretrained(): merged weights are not an adapter")
+    save_file(trainable_state(model), str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    payload = {"propulsion_config": config.to_dict(),
+               "base_model_type": getattr(getattr(model, "config", None), "model_type", None)}
+    (directory / ADAPTER_CONFIG).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
 class PropulsionModel(nn.Module):
     """A transformers model with Propulsion injected; forward, generate and attributes pass through."""
 
@@ -200,14 +213,7 @@ class PropulsionModel(nn.Module):
         return self.base_model
 
     def save_pretrained(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        if any(layer.merged for layer in propulsion_layers(self.base_model).values()):
-            raise ValueError("unmerge() before save_pretrained(): merged weights are not an adapter")
-        save_file(trainable_state(self.base_model), str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-        payload = {"propulsion_config": self.propulsion_config.to_dict(),
-                   "base_model_type": getattr(getattr(self.base_model, "config", None), "model_type", None)}
-        (directory / ADAPTER_CONFIG).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        save_adapter(self.base_model, self.propulsion_config, directory)
 
     @classmethod
     def from_pretrained(cls, base_model: nn.Module, directory: str | Path) -> PropulsionModel:

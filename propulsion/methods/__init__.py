@@ -7,6 +7,7 @@ record's counts come from the same code for every method.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -126,6 +127,33 @@ def _peft(model: torch.nn.Module, spec: MethodSpec, model_kind: str, total_steps
         # AdaLoRA reallocates ranks from the gradients of each step; the loop calls this before zero_grad.
         hooks.after_optimizer_step = peft_model.base_model.update_and_allocate
     return Prepared(peft_model, hooks, details)
+
+
+def save_trained(model: torch.nn.Module, directory: Path) -> list[str]:
+    """The trained parameters in the method's own format, as safetensors; returns the files written.
+    Propulsion: adapter weights + config (``PropulsionModel.from_pretrained(base, directory)``); PEFT:
+    ``save_pretrained`` (``PeftModel.from_pretrained``); BitFit and full fine-tuning: the trainable tensors by
+    parameter name, ``trainable.safetensors`` (full fine-tuning's is the whole model)."""
+    from peft import PeftModel
+    from safetensors.torch import save_file
+
+    from propulsion import records
+    from propulsion.method import PropulsionModel, save_adapter, trainable_state
+
+    directory.mkdir(parents=True, exist_ok=True)
+    injected = getattr(model, "propulsion_config", None)
+    if isinstance(model, PropulsionModel):
+        model.save_pretrained(directory)
+    elif isinstance(injected, PropulsionConfig):
+        save_adapter(model, injected, directory)
+    elif isinstance(model, PeftModel):
+        model.save_pretrained(str(directory))
+    else:
+        save_file(trainable_state(model), str(directory / "trainable.safetensors"), metadata={"format": "pt"})
+    files = sorted(path for path in directory.rglob("*") if path.is_file())
+    for path in files:
+        records.make_readable(path)
+    return [str(path.relative_to(directory)) for path in files]
 
 
 def count(model: torch.nn.Module) -> dict[str, Any]:

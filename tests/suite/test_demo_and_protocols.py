@@ -20,10 +20,11 @@ def test_demo_trains_propulsion_and_prints_the_result_table(tmp_path):
 def test_bf16_mixed_precision_trains_and_is_recorded(tmp_path):
     # trainer.precision=bf16 (the LLM experiments' setting): accelerate's autocast, on CPU here, on GPUs there.
     result = run_cli("model=tiny-roberta", "task=sst2", "task.source=sample", "trainer=quick", "logger=none",
-                     "trainer.precision=bf16", f"output_root={tmp_path}")
+                     "trainer.precision=bf16", "save_adapter=false", f"output_root={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = records_under(tmp_path)
     assert record["train"]["mixed_precision"] == "bf16" and record["train"]["device"] == "cpu"
+    assert record["adapter"] is None and not list(tmp_path.rglob("adapter"))  # save_adapter=false: nothing saved
     assert record["metrics"]["accuracy"] >= 0.8  # learns as in float32 (make demo: 0.906); chance is 0.5
 
 

@@ -65,3 +65,30 @@ def test_full_bitfit_and_lokr_counts(method_sweep):
     assert method_sweep["bitfit"]["params"]["trainable"] == biases + HEAD
     assert HEAD < method_sweep["lokr"]["params"]["trainable"] < total
     assert isinstance(total, int) and torch.is_tensor(next(model.parameters()))
+
+
+def test_each_run_saves_its_trained_parameters_as_safetensors(method_sweep):
+    # Propulsion: its adapter format; PEFT methods: PEFT's; BitFit and full FT: the trainable tensors.
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    from propulsion.method import PropulsionModel
+    from propulsion.tiny import build_tiny_model
+
+    formats = {"propulsion": ["adapter_model.safetensors", "propulsion_config.json"],
+               "lora": ["README.md", "adapter_config.json", "adapter_model.safetensors"],  # README: PEFT's card
+               "bitfit": ["trainable.safetensors"], "full_ft": ["trainable.safetensors"]}
+    for method, record in method_sweep.items():
+        files = record["adapter"]["files"]
+        assert files == formats.get(method, files) and any(f.endswith(".safetensors") for f in files), method
+    record = method_sweep["propulsion"]
+    folder = Path(record["run_dir"]) / record["adapter"]["dir"]
+    fresh = build_tiny_model("roberta", AutoModelForSequenceClassification, num_labels=2)
+    loaded = PropulsionModel.from_pretrained(fresh, folder)  # onto a fresh base, as a user would
+    saved = load_file(str(folder / "adapter_model.safetensors"))
+    assert sum(v.numel() for v in saved.values()) == EXPECTED["propulsion"]
+    params = dict(loaded.base_model.named_parameters())
+    assert all(params[name].equal(value) for name, value in saved.items())
+    assert any(not value.eq(1).all() for value in saved.values())  # trained: z moved off its init
