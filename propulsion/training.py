@@ -27,9 +27,12 @@ CHECKPOINT_DIR = "checkpoint"
 
 @dataclass
 class Hooks:
-    """Method-specific steps the loop calls explicitly (AdaLoRA's rank allocation)."""
+    """Method-specific steps the loop calls explicitly (AdaLoRA's rank allocation), and the state they keep
+    outside the parameters, which a checkpoint must hold for a resumed run to go on as the uninterrupted one."""
 
     after_optimizer_step: Callable[[int], None] | None = None  # called with the step, gradients still present
+    state: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]] | None = None  # (tensors, plain data)
+    load_state: Callable[[dict[str, torch.Tensor], dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -104,7 +107,7 @@ def train(
     checkpoint = run_dir / CHECKPOINT_DIR
     if resume and (checkpoint / "state.pt").exists():
         state, best_state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler,
-                                             accelerator)
+                                             accelerator, hooks)
         resumed_from = state["step"]
         accelerator.print(f"resuming from step {resumed_from} ({checkpoint})")
 
@@ -170,7 +173,7 @@ def train(
                     best_state = trainable_state(accelerator.unwrap_model(model))
             if step % spec.checkpoint_every == 0 and step < n_steps:
                 state["step"], state["running_loss"] = step, (running_loss, running_count)
-                _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, state, best_state)
+                _save_checkpoint(checkpoint, accelerator, model, optimizer, scheduler, state, best_state, hooks)
             if step >= n_steps:
                 break
         epoch += 1
@@ -199,7 +202,8 @@ def _epoch_loader(train_set, spec: TrainerSpec, collate, seed: int, epoch: int) 
                       num_workers=spec.num_workers, generator=generator)
 
 
-def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, state, best_state) -> None:
+def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, state, best_state,
+                     hooks: Hooks | None = None) -> None:
     """Write to a temporary folder, then swap it in: a kill mid-write leaves the previous checkpoint."""
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
@@ -210,12 +214,16 @@ def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, sta
     save_file(trainable_state(accelerator.unwrap_model(model)), str(tmp / "trainable.safetensors"))
     if best_state:
         save_file(best_state, str(tmp / "best.safetensors"))
+    method_tensors, method_data = hooks.state() if hooks and hooks.state else ({}, {})
+    if method_tensors:
+        save_file(method_tensors, str(tmp / "method.safetensors"))
     # Dropout draws from the CUDA generators on a GPU; fp16's loss scale is state too.
     scaler = getattr(accelerator, "scaler", None)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "scaler": scaler.state_dict() if scaler is not None else None, "state": state}, tmp / "state.pt")
+                "scaler": scaler.state_dict() if scaler is not None else None, "method": method_data,
+                "state": state}, tmp / "state.pt")
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         folder.rename(old)
@@ -223,7 +231,7 @@ def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, sta
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator=None):
+def _load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator=None, hooks: Hooks | None = None):
     bundle = torch.load(folder / "state.pt", weights_only=True)  # tensors and plain containers only
     load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
     optimizer.load_state_dict(bundle["optimizer"])
@@ -235,6 +243,9 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator=None
     scaler = getattr(accelerator, "scaler", None)
     if scaler is not None and bundle.get("scaler"):
         scaler.load_state_dict(bundle["scaler"])
+    if hooks and hooks.load_state:
+        method_file = folder / "method.safetensors"
+        hooks.load_state(load_file(str(method_file)) if method_file.exists() else {}, bundle.get("method") or {})
     best_file = folder / "best.safetensors"
     return bundle["state"], (load_file(str(best_file)) if best_file.exists() else {})
 

@@ -125,8 +125,36 @@ def _peft(model: torch.nn.Module, spec: MethodSpec, model_kind: str, total_steps
     hooks = Hooks()
     if spec.peft_type == "ADALORA":
         # AdaLoRA reallocates ranks from the gradients of each step; the loop calls this before zero_grad.
-        hooks.after_optimizer_step = peft_model.base_model.update_and_allocate
+        hooks = _adalora_hooks(peft_model.base_model)
     return Prepared(peft_model, hooks, details)
+
+
+ALLOCATOR_STATE = ("ipt", "exp_avg_ipt", "exp_avg_unc")
+
+
+def _adalora_hooks(tuner) -> Hooks:
+    """update_and_allocate each step, and for checkpoints the rank allocator's importance averages and, after
+    the final budget step, the rank pattern every later step masks with (PEFT keeps both outside the weights;
+    a resume without the pattern crashed, one without the averages allocated differently)."""
+    allocator = tuner.rankallocator
+    config = tuner.peft_config[tuner.trainable_adapter_name]
+
+    def state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"{kind}/{name}": value.detach().cpu().contiguous()
+                   for kind in ALLOCATOR_STATE for name, value in getattr(allocator, kind).items()}
+        pattern = {name: [bool(v) for v in (mask.tolist() if torch.is_tensor(mask) else mask)]
+                   for name, mask in (config.rank_pattern or {}).items()}
+        return tensors, {"rank_pattern": pattern or None}
+
+    def load_state(tensors: dict[str, torch.Tensor], data: dict[str, Any]) -> None:
+        device = next(tuner.parameters()).device
+        allocator.reset_ipt()
+        for key, value in tensors.items():
+            kind, name = key.split("/", 1)
+            getattr(allocator, kind)[name] = value.to(device)
+        config.rank_pattern = data.get("rank_pattern")
+
+    return Hooks(after_optimizer_step=tuner.update_and_allocate, state=state, load_state=load_state)
 
 
 def save_trained(model: torch.nn.Module, directory: Path) -> list[str]:

@@ -97,6 +97,24 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path, data):
     assert record["train_loss"][-1]["loss"] == pytest.approx(reference["train_loss"][-1]["loss"], rel=1e-4)
 
 
+@pytest.mark.parametrize("checkpoint_every", [20, 35])
+def test_adalora_resumes_as_if_never_interrupted(tmp_path, data, checkpoint_every):
+    # 40 steps: tinit 4, tfinal 8, so the budget is final at step 32. Resuming at 20 needs the rank allocator's
+    # averages, at 35 the rank pattern (PEFT keeps both outside the weights; the latter used to crash).
+    args = [*QUICK, "task=sst2", f"task.data_dir={data}", "method=adalora", "trainer.max_steps=40",
+            "trainer.eval_every=10", f"trainer.checkpoint_every={checkpoint_every}", "trainer.keep_checkpoint=true",
+            f"output_root={tmp_path}"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (straight,) = records_under(tmp_path)
+    again = run_cli(*args, "skip_completed=false")  # the kept checkpoint: resumes from it
+    assert again.returncode == 0, again.stderr[-2000:]
+    (resumed,) = records_under(tmp_path)
+    assert resumed["train"]["resumed_from_step"] == checkpoint_every and resumed["status"] == "completed"
+    assert resumed["metrics"] == pytest.approx(straight["metrics"], abs=1e-6)
+    assert resumed["train_loss"][-1]["loss"] == pytest.approx(straight["train_loss"][-1]["loss"], rel=1e-5)
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
