@@ -110,6 +110,7 @@ class TrainerSpec:
     epochs: float | None = None
     max_steps: int | None = None
     weight_decay: float | None = None
+    decay_norm_and_bias: bool = False  # False: the HF Trainer's rule (biases and norm weights undecayed)
     warmup_steps: int = 0
     scheduler: str = "linear"
     optimizer: str = "adamw"

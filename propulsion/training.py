@@ -91,7 +91,9 @@ def train(
     n_steps = total_steps(len(train_set), spec, accelerator.num_processes)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    decayed, undecayed = decay_groups(model, spec.decay_norm_and_bias)
+    optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": spec.weight_decay},
+                                   {"params": undecayed, "weight_decay": 0.0}], lr=spec.lr)
     # accelerate steps a prepared scheduler once per process at every optimizer step (it assumes each process
     # saw its own share of a num_processes-times larger batch), so the schedule is laid out in those units.
     processes = accelerator.num_processes
@@ -105,6 +107,10 @@ def train(
     best_state: dict[str, torch.Tensor] = {}
     resumed_from = None
     checkpoint = run_dir / CHECKPOINT_DIR
+    previous = checkpoint.with_name(checkpoint.name + ".old")
+    if resume and not checkpoint.exists() and (previous / "state.pt").exists() and accelerator.is_main_process:
+        previous.rename(checkpoint)  # killed between _save_checkpoint's two renames: the previous one is whole
+    accelerator.wait_for_everyone()
     if resume and (checkpoint / "state.pt").exists():
         state, best_state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler,
                                              accelerator, hooks)
@@ -188,7 +194,8 @@ def train(
         steps=step, total_steps=n_steps, evaluations=state["evaluations"], train_loss=state["train_loss"],
         best=state["best"], final=state["evaluations"][-1]["metrics"] if state["evaluations"] else {},
         best_state=best_state, resumed_from_step=resumed_from,
-        notes={"steps_per_epoch": steps_per_epoch, "batches_per_epoch": batches_per_epoch},
+        notes={"steps_per_epoch": steps_per_epoch, "batches_per_epoch": batches_per_epoch,
+               "weight_decay_tensors": {"decayed": len(decayed), "not_decayed": len(undecayed)}},
     )
 
 
@@ -248,6 +255,20 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator=None
         hooks.load_state(load_file(str(method_file)) if method_file.exists() else {}, bundle.get("method") or {})
     best_file = folder / "best.safetensors"
     return bundle["state"], (load_file(str(best_file)) if best_file.exists() else {})
+
+
+def decay_groups(model: torch.nn.Module, everything: bool = False) -> tuple[list, list]:
+    """(decayed, not decayed) trainable parameters. By default the Hugging Face Trainer's rule, which the
+    baselines' published numbers were trained under: no decay for biases and normalisation weights (Propulsion's
+    z is decayed, towards 0, like any other weight). ``everything``: decay them all."""
+    from transformers import Trainer
+
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if everything:
+        return [p for _, p in trainable], []
+    decay_names = set(Trainer.get_decay_parameter_names(None, model))  # uses only the model
+    return ([p for name, p in trainable if name in decay_names],
+            [p for name, p in trainable if name not in decay_names])
 
 
 def _steps_per_epoch(batches_per_epoch: int, spec: TrainerSpec) -> int:

@@ -68,3 +68,33 @@ def test_gradient_accumulation_sees_every_example_of_every_epoch(tmp_path):
     assert sorted(model.seen) == sorted(3 * [float(i) for i in range(8)])
     assert [e["epoch"] for e in result.evaluations] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
     assert training.total_steps(8, TrainerSpec(batch_size=2, epochs=3, gradient_accumulation_steps=3)) == 6
+
+
+def test_weight_decay_spares_biases_and_norm_weights_as_the_hf_trainer_does():
+    from propulsion import PropulsionConfig, get_propulsion_model
+    from tests.method.tiny_models import roberta_classifier
+
+    full = roberta_classifier()  # everything trains
+    decayed, spared = training.decay_groups(full)
+    names = {id(p): n for n, p in full.named_parameters()}
+    assert spared and all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in spared)
+    assert all(not names[id(p)].endswith("bias") and "LayerNorm" not in names[id(p)] for p in decayed)
+    assert len(decayed) + len(spared) == len(list(full.parameters()))
+    assert training.decay_groups(full, everything=True) == (list(full.parameters()), [])
+    # Propulsion with trainable biases: z is a weight (decayed, towards 0 as for any weight), biases are not.
+    model = get_propulsion_model(roberta_classifier(), PropulsionConfig(bias="all"))
+    decayed, spared = training.decay_groups(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)].rsplit(".", 1)[-1] for p in decayed} == {"propulsion"}
+    assert {names[id(p)].rsplit(".", 1)[-1] for p in spared} == {"bias"}
+
+
+def test_a_kill_between_the_checkpoint_renames_resumes_from_the_previous_checkpoint(tmp_path):
+    # _save_checkpoint moves the old checkpoint aside, then the new one in: killed in between, only ".old" is
+    # left, and it is complete.
+    first = run(tmp_path, epochs=1, checkpoint_every=2, keep_checkpoint=True)
+    assert first.steps == 4
+    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")
+    resumed = run(tmp_path, epochs=1, checkpoint_every=2, keep_checkpoint=True)
+    assert resumed.resumed_from_step == 2 and resumed.steps == 4
+    assert (tmp_path / "checkpoint").exists() and not (tmp_path / "checkpoint.old").exists()
