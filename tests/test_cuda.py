@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from propulsion import PropulsionConfig, bench, get_propulsion_model
-from propulsion.method import scaling
 from tests.method.tiny_models import batch, roberta_classifier
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (make device-check)")
@@ -23,20 +22,9 @@ def _inputs(size: int = 8) -> dict[str, torch.Tensor]:
 
 
 def test_bf16_lean_gradients_on_cuda_match_float32_as_well_as_the_plain_version_does():
-    base = get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=15)).to(DEVICE).train()
-    labels = torch.tensor([0, 1] * 4, device=DEVICE)
-    grads = {}
-    for name, bf16 in (("lean", True), ("simple", True), ("lean", False)):
-        model = copy.deepcopy(base)
-        torch.manual_seed(0)  # the same dropout masks in every run
-        with scaling.implementation(name), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(**_inputs(), labels=labels).loss
-        loss.backward()
-        grads[name if bf16 else "float32"] = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
-    for name, reference in grads["float32"].items():
-        assert grads["lean"][name].dtype == torch.float32, name
-        errors = {key: ((grads[key][name] - reference).norm() / reference.norm()).item() for key in ("lean", "simple")}
-        assert errors["lean"] < 3e-2 and errors["lean"] < 1.5 * errors["simple"] + 2e-3, (name, errors)
+    from tests.method.test_scaling import assert_bf16_gradients_match_float32_as_well_as_the_plain_version_does
+
+    assert_bf16_gradients_match_float32_as_well_as_the_plain_version_does(DEVICE)
 
 
 def _synchronizations(run) -> int:
