@@ -48,6 +48,7 @@ class TaskSpec:
     family: str
     dataset: str | None = None
     dataset_config: str | None = None
+    dataset_revision: str | None = None  # a hub branch, tag or commit; e.g. refs/convert/parquet for script datasets
     source: str = "hub"
     data_files: dict[str, Any] | None = None
     data_dir: str | None = None

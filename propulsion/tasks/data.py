@@ -33,9 +33,15 @@ def load_raw(task: TaskSpec, sample_splits=None, seed: int = 0) -> datasets.Data
     if task.source == "files":
         return _load_files(task, wanted)
     try:
-        loaded = datasets.load_dataset(task.dataset, task.dataset_config)
+        loaded = datasets.load_dataset(task.dataset, task.dataset_config, revision=task.dataset_revision)
     except Exception as error:  # the datasets library raises several types for "not reachable"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "scripts are no longer supported" in first:  # datasets >= 4 runs no loading scripts
+            raise UserError(
+                f"dataset {task.dataset!r} is a loading script, which datasets >= 4 does not run ({first}); the hub "
+                f"keeps a converted copy: task.dataset_revision=refs/convert/parquet, or use local files "
+                f"(task.data_files=...)"
+            ) from None
         raise UserError(
             f"could not load dataset {task.dataset!r} ({task.dataset_config}) from the hub ({first}); "
             f"point at local files with task.data_files={{train: ..., {', '.join(task.eval_splits.values())}: ...}} "

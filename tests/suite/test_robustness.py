@@ -149,6 +149,17 @@ def test_unreachable_hub_names_the_model_and_the_fix(tmp_path, data):
     assert record["status"] == "failed"  # complete and marked, never half-written
 
 
+def test_a_script_dataset_gets_the_converted_copy_named(tmp_path):
+    # datasets >= 4 runs no loading scripts; some hub datasets the paper used may still be one.
+    script = tmp_path / "scripted"
+    script.mkdir()
+    (script / "scripted.py").write_text("import datasets\n")
+    result = run_cli(*QUICK, "task=xsum", f"task.dataset={script}", f"output_root={tmp_path}/runs")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "is a loading script" in last and "task.dataset_revision=refs/convert/parquet" in last
+
+
 def test_unreachable_dataset_names_the_dataset_and_the_fix(tmp_path):
     result = run_cli(*QUICK, "task=rte", f"output_root={tmp_path}")
     assert result.returncode != 0
