@@ -129,7 +129,10 @@ NOTES = {
                "STS-B, QQP second metrics — the rule that reproduces the paper's own Avg. column.",
                "MNLI-m is MNLI matched; our records also hold mismatched/accuracy."],
     "table2": ["The paper's ROUGE-L is not specified as rougeL or rougeLsum: its number stands beside both of "
-               "ours (R-L = rougeL, R-Lsum = rougeLsum, sentences split onto lines)."],
+               "ours (R-L = rougeL, R-Lsum = rougeLsum, sentences split onto lines).",
+               "R-Lsum's sentences are split by a regular expression (propulsion/metrics.py; works offline), which "
+               "also breaks after abbreviations such as 'U.S.'; HF's run_summarization uses nltk's punkt, so R-Lsum "
+               "can differ from numbers computed that way (R-1, R-2 and R-L do not split)."],
     "table3": ["† AddSub, MultiArith and SingleEq are subsets of MAWPS, which the math_10k training set contains: "
                "contaminated. mawps (and AQuA) appear when runs report them; they are not in the paper.",
                "Paper LLM setup (§4.3): degree 15, 5 Propulsion vectors per layer, dropout 0.1, L2 regularisation; "
