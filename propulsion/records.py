@@ -66,13 +66,27 @@ def git_state(cwd: str | Path | None = None) -> tuple[str | None, bool | None]:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
+        # Tracked changes anywhere, and new files where a run reads code or configs (a scratch notebook elsewhere
+        # does not make a run's code differ from the commit).
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=where, capture_output=True, text=True, check=True, timeout=10,
         ).stdout
+        untracked = subprocess.run(
+            ["git", "ls-files", "--others", "--exclude-standard", "--", *RUN_INPUTS],
+            cwd=_repo_root(where), capture_output=True, text=True, check=True, timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None, None
-    return commit, bool(status.strip())
+    return commit, bool(status.strip() or untracked.strip())
+
+
+RUN_INPUTS = ("propulsion", "conf", "experiments")  # folders of the repository a run's behaviour comes from
+
+
+def _repo_root(where: Path) -> Path:
+    return Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=where, capture_output=True, text=True,
+                               check=True, timeout=10).stdout.strip())
 
 
 def config_fingerprint(identity: dict[str, Any]) -> str:
