@@ -147,7 +147,7 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         "params": params,
         "adapter": adapter,
         "model_config_overrides": overrides,
-        "method_details": prepared.details,
+        "method_details": {**prepared.details, **(prepared.hooks.summary() if prepared.hooks.summary else {})},
         "data": splits.notes,
     }
 

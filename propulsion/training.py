@@ -33,6 +33,7 @@ class Hooks:
     after_optimizer_step: Callable[[int], None] | None = None  # called with the step, gradients still present
     state: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]] | None = None  # (tensors, plain data)
     load_state: Callable[[dict[str, torch.Tensor], dict[str, Any]], None] | None = None
+    summary: Callable[[], dict[str, Any]] | None = None  # what the record should say after training
 
 
 @dataclass

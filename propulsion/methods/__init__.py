@@ -154,7 +154,17 @@ def _adalora_hooks(tuner) -> Hooks:
             getattr(allocator, kind)[name] = value.to(device)
         config.rank_pattern = data.get("rank_pattern")
 
-    return Hooks(after_optimizer_step=tuner.update_and_allocate, state=state, load_state=load_state)
+    def summary() -> dict[str, Any]:
+        """The ranks AdaLoRA kept per module (None before its final budget step)."""
+        pattern = config.rank_pattern
+        if not pattern:
+            return {"final_ranks": None}
+        ranks = {name: int(sum(bool(v) for v in (m.tolist() if torch.is_tensor(m) else m)))
+                 for name, m in sorted(pattern.items())}
+        return {"final_ranks": ranks, "final_rank_total": sum(ranks.values())}
+
+    return Hooks(after_optimizer_step=tuner.update_and_allocate, state=state, load_state=load_state,
+                 summary=summary)
 
 
 def save_trained(model: torch.nn.Module, directory: Path) -> list[str]:

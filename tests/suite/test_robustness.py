@@ -113,6 +113,10 @@ def test_adalora_resumes_as_if_never_interrupted(tmp_path, data, checkpoint_ever
     assert resumed["train"]["resumed_from_step"] == checkpoint_every and resumed["status"] == "completed"
     assert resumed["metrics"] == pytest.approx(straight["metrics"], abs=1e-6)
     assert resumed["train_loss"][-1]["loss"] == pytest.approx(straight["train_loss"][-1]["loss"], rel=1e-5)
+    # The final budget, recorded: target_r 8 on 2 layers x (query, value).
+    ranks = resumed["method_details"]["final_ranks"]
+    assert len(ranks) == 4 and resumed["method_details"]["final_rank_total"] == 8 * 4
+    assert ranks == straight["method_details"]["final_ranks"]
 
 
 @pytest.mark.parametrize(
