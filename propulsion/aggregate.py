@@ -4,11 +4,9 @@ Rules, so that a number in a table can be traced:
 - Only records with status "completed" count; unreadable, foreign-schema, failed or unfinished records are
   listed in results/tables/skipped.md (and printed) and skipped. NTK and benchmark records are not table runs.
 - Runs whose configs differ only by seed form one group (mean ± sample std over seeds, n shown). Different
-  configs are never averaged together. The group key (``group_key``) is the resolved config minus: seed,
-  output_root, run_name, logger, skip_completed, resume, save_adapter (where and how a run is written, not what
-  it computes),
-  and, for methods other than Propulsion, the degree (only Propulsion reads it) — the same identity the runner
-  uses to skip finished runs.
+  configs are never averaged together. The group key (``group_key``) is the identity the runner skips finished
+  runs by (``records.run_identity``: the resolved config less where and how a run is written and executed, and
+  the degree for methods other than Propulsion), less the seed.
 - A table row is (model, method); Table 5's rows are (model, Propulsion targets), from any Propulsion record
   (``qkv`` counts as ``attn``). Rows of Tables 1–3 take a Propulsion record only at its preset's targets, so an
   ablation on one layer type never fills the Propulsion(All) row.
@@ -52,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAPER_DIR = ROOT / "results" / "paper"
 METHOD_CONF_DIR = ROOT / "conf" / "method"
 FRACTION_FAMILIES = ("glue",)  # stored in [0, 1], shown ×100
-NOT_IDENTITY = ("seed", "output_root", "run_name", "logger", "skip_completed", "resume", "save_adapter")
+NOT_IDENTITY = ("seed", *records.NOT_IDENTITY)  # top-level keys that never make two configs differ
 OUR_METHODS = ("full_ft", "prompt", "prefix", "ia3", "bitfit", "lora", "adalora", "lokr", "loha", "propulsion",
                "propulsion_attn")
 CONTAMINATED = ("MultiArith", "AddSub", "SingleEq")  # subsets of MAWPS, which math_10k contains
@@ -147,11 +145,8 @@ NOTES = {
 
 
 def group_key(config: dict[str, Any]) -> str:
-    """Fingerprint of what a run computes, seed excluded (see the module docstring)."""
-    identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
-    if (identity.get("method") or {}).get("kind") != "propulsion":
-        identity.pop("degree", None)
-    return records.config_fingerprint(identity)
+    """Fingerprint of what a run computes, seed excluded: the runner's identity (records.run_identity)."""
+    return records.config_fingerprint({k: v for k, v in records.run_identity(config).items() if k != "seed"})
 
 
 @functools.cache
@@ -227,7 +222,7 @@ def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[
     keys = sorted(set(a) | set(b))
     out = []
     for key in keys:
-        if not prefix and key in NOT_IDENTITY:
+        if (not prefix and key in NOT_IDENTITY) or (prefix == "trainer." and key in records.TRAINER_NOT_IDENTITY):
             continue
         x, y = a.get(key), b.get(key)
         if isinstance(x, dict) and isinstance(y, dict):

@@ -14,16 +14,8 @@ from propulsion.tasks import data as task_data
 from propulsion.tasks import get_family
 from propulsion.tracking import Tracker
 
-# Config keys that do not change what a run computes: excluded from its identity (and so from skipping).
-NON_IDENTITY_KEYS = ("logger", "output_root", "run_name", "skip_completed", "resume", "save_adapter")
 ADAPTER_DIR = "adapter"  # in the run folder: the reported model's trained parameters (methods.save_trained)
-
-
-def run_identity(config: dict[str, Any]) -> dict[str, Any]:
-    identity = {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
-    if identity.get("method", {}).get("kind") != "propulsion":
-        identity.pop("degree", None)  # only Propulsion reads the degree: a LoRA run at degree 1 and 15 is one run
-    return identity
+run_identity = records.run_identity  # what a run computes: its skip/resume key
 
 
 def run_dir_for(spec: RunSpec, run_id: str) -> Path:

@@ -89,6 +89,22 @@ def _repo_root(where: Path) -> Path:
                                check=True, timeout=10).stdout.strip())
 
 
+# What a run computes is its resolved config less where and how it is written and executed.
+NOT_IDENTITY = ("logger", "output_root", "run_name", "skip_completed", "resume", "save_adapter")
+TRAINER_NOT_IDENTITY = ("checkpoint_every", "keep_checkpoint", "num_workers")
+
+
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that decides a run's numbers: the runner's skip/resume key and, less the
+    seed, the tables' grouping. Only Propulsion reads the degree: a LoRA run at degree 1 and 15 is one run."""
+    identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    if isinstance(identity.get("trainer"), dict):
+        identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in TRAINER_NOT_IDENTITY}
+    if (identity.get("method") or {}).get("kind") != "propulsion":
+        identity.pop("degree", None)
+    return identity
+
+
 def config_fingerprint(identity: dict[str, Any]) -> str:
     """Stable short hash of the parts of a config that define a run (canonical JSON)."""
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
