@@ -470,6 +470,8 @@ def fill_commands(frame: pd.DataFrame, name: str) -> list[str]:
         missing = ",".join(sorted({run_task[c] for c in part[part.ours_mean.isna() & part.paper.notna()].column}))
         if missing:
             extra = " ".join(f"method.{k}={v}" for k, v in sorted(TABLE_SETTINGS.get(name, {}).get(base, {}).items()))
+            if name in TABLE_EXPERIMENT:  # the table's sweep sets them for every method
+                extra = ""
             wanted.setdefault((model, missing, base if targets else "", extra), []).append(targets or base)
     commands = []
     experiment = TABLE_EXPERIMENT.get(name)

@@ -190,7 +190,7 @@ def test_table_3_columns_and_contamination(runs, tmp_path):
     assert "contaminated" in table
     # The table's sweep: its 5 vectors, dropout, L2, bf16 and schedule, for the cells still empty.
     assert ("python -m propulsion.run --config-dir experiments --config-name table3_reasoning model=llama-7b "
-            "method=propulsion task=arithmetic,commonsense") in table
+            "method=adalora,lora,prefix,propulsion task=arithmetic,commonsense") in table
     write_run(runs, "math", model="llama-7b", task="arithmetic", family="reasoning", num_vectors=5,
               metrics={"gsm8k/accuracy": 30.0, "mawps/accuracy": 75.5})
     table = run_main(runs, tmp_path / "again")["table3.md"]
