@@ -61,8 +61,7 @@ EXPERIMENTS_DIR = ROOT / "experiments"
 # that sweep, and Table 3's trainer settings are its sweep's.
 TABLE_EXPERIMENT = {"table3": "table3_reasoning", "table5": "table5_layers"}
 # Trainer keys that change how a run is executed or written, not the number it reports.
-NOT_PROTOCOL = ("name", "eval_batch_size", "checkpoint_every", "keep_checkpoint", "num_workers",
-                "gradient_checkpointing")
+NOT_PROTOCOL = ("name", "eval_batch_size", "gradient_checkpointing", *records.TRAINER_NOT_IDENTITY)
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,7 @@ def measure(size: str = "default", methods: tuple[str, ...] = METHODS, rounds: i
         row["tokens_per_s"] = batch["input_ids"].numel() / row["step_time_s"]  # training tokens, padding included
         row["step_time_spread"] = _spread(times)
         resident = resident_bytes(contender)
-        if device == "cuda":
+        if device_type == "cuda":
             torch.cuda.synchronize()
             before = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()

@@ -121,6 +121,7 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         reported = training.evaluate_sets(prepared.model, test_sets, collate, evaluate_final, trainer, accelerator)
     else:
         reported = dict(result.best["metrics"])
+    method_summary = prepared.hooks.summary() if prepared.hooks.summary else {}  # before saving: PEFT renames keys
     adapter = None
     if spec.save_adapter and accelerator.is_main_process:
         files = methods.save_trained(accelerator.unwrap_model(prepared.model), run_dir / ADAPTER_DIR)
@@ -139,7 +140,7 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         "params": params,
         "adapter": adapter,
         "model_config_overrides": overrides,
-        "method_details": {**prepared.details, **(prepared.hooks.summary() if prepared.hooks.summary else {})},
+        "method_details": {**prepared.details, **method_summary},
         "data": splits.notes,
     }
 

@@ -185,7 +185,18 @@ def save_trained(model: torch.nn.Module, directory: Path) -> list[str]:
     elif isinstance(injected, PropulsionConfig):
         save_adapter(model, injected, directory)
     elif isinstance(model, PeftModel):
-        model.save_pretrained(str(directory))
+        # AdaLoRA's save_pretrained cuts its matrices down to the final budget's rank pattern; the reported
+        # model (the best dev checkpoint) may come from before that step. Without a pattern the masked
+        # full-rank weights are saved: exactly the reported model.
+        config = model.peft_config.get(model.active_adapter)
+        pattern = getattr(config, "rank_pattern", None)
+        if pattern:
+            config.rank_pattern = None
+        try:
+            model.save_pretrained(str(directory))
+        finally:
+            if pattern:
+                config.rank_pattern = pattern
     else:
         save_file(trainable_state(model), str(directory / "trainable.safetensors"), metadata={"format": "pt"})
     files = sorted(path for path in directory.rglob("*") if path.is_file())

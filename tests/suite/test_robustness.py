@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -108,6 +109,14 @@ def test_adalora_resumes_as_if_never_interrupted(tmp_path, data, checkpoint_ever
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-2000:]
     (straight,) = records_under(tmp_path)
+    # The saved adapter is the reported model (the best dev checkpoint), not cut to the final rank pattern.
+    from safetensors.torch import load_file
+
+    run_dir = Path(straight["run_dir"])
+    best = {k.replace(".default", ""): v for k, v in load_file(str(run_dir / "checkpoint/best.safetensors")).items()}
+    saved = load_file(str(run_dir / "adapter/adapter_model.safetensors"))
+    lora = {k: v for k, v in saved.items() if "lora_" in k}
+    assert len(lora) == 4 * 3 and all(best[k].equal(v) for k, v in lora.items())  # E, A, B of 4 modules, rank 12
     again = run_cli(*args, "skip_completed=false")  # the kept checkpoint: resumes from it
     assert again.returncode == 0, again.stderr[-2000:]
     (resumed,) = records_under(tmp_path)
