@@ -12,6 +12,9 @@ from typing import Any
 PROTOCOLS = ("paper", "heldout")
 SOURCES = ("hub", "files", "sample")
 PRECISIONS = ("no", "fp16", "bf16")
+# transformers.get_scheduler names that need nothing but warm-up and total steps, and step() without a metric.
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt")
 METHOD_KINDS = ("propulsion", "peft", "bitfit", "full")
 
 
@@ -125,11 +128,9 @@ class TrainerSpec:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        from transformers import SchedulerType  # the names transformers.get_scheduler accepts
-
         _choice("trainer.precision", self.precision, PRECISIONS)
         _choice("trainer.optimizer", self.optimizer, ("adamw",))
-        _choice("trainer.scheduler", self.scheduler, tuple(kind.value for kind in SchedulerType))
+        _choice("trainer.scheduler", self.scheduler, SCHEDULERS)
         for key in ("eval_every", "checkpoint_every", "gradient_accumulation_steps", "eval_batch_size"):
             if int(getattr(self, key)) < 1:
                 raise UserError(f"trainer.{key} must be >= 1, got {getattr(self, key)!r}")

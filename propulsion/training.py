@@ -214,6 +214,7 @@ def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, sta
                      hooks: Hooks | None = None) -> None:
     """Write to a temporary folder, then swap it in: a kill mid-write leaves the previous checkpoint."""
     accelerator.wait_for_everyone()
+    rng = _gather_rng_states(accelerator)  # every process's, so each resumes its own dropout stream
     if not accelerator.is_main_process:
         return
     tmp = folder.with_name(folder.name + ".tmp")
@@ -225,14 +226,12 @@ def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, sta
     method_tensors, method_data = hooks.state() if hooks and hooks.state else ({}, {})
     if method_tensors:
         save_file(method_tensors, str(tmp / "method.safetensors"))
-    # Dropout draws from the CUDA generators on a GPU; fp16's loss scale is state too.
-    scaler = getattr(accelerator, "scaler", None)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    scaler = getattr(accelerator, "scaler", None)  # fp16's loss scale is state too
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng,
                 "scaler": scaler.state_dict() if scaler is not None else None, "method": method_data,
                 "state": state}, tmp / "state.pt")
     old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)  # what a kill during the last save's clean-up left
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
@@ -244,10 +243,11 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator=None
     load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
     optimizer.load_state_dict(bundle["optimizer"])
     scheduler.load_state_dict(bundle["scheduler"])
-    torch.set_rng_state(bundle["torch_rng"])
-    cuda_rng = bundle.get("cuda_rng") or []
-    if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda_rng)
+    states = bundle["rng"]
+    mine = states[accelerator.process_index] if accelerator and len(states) > accelerator.process_index else states[0]
+    torch.set_rng_state(mine["cpu"])
+    if mine["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(mine["cuda"])  # the current device's: the one this process's dropout uses
     scaler = getattr(accelerator, "scaler", None)
     if scaler is not None and bundle.get("scaler"):
         scaler.load_state_dict(bundle["scaler"])
@@ -256,6 +256,16 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator=None
         hooks.load_state(load_file(str(method_file)) if method_file.exists() else {}, bundle.get("method") or {})
     best_file = folder / "best.safetensors"
     return bundle["state"], (load_file(str(best_file)) if best_file.exists() else {})
+
+
+def _gather_rng_states(accelerator) -> list[dict[str, torch.Tensor | None]]:
+    """Each process's CPU generator and its own device's CUDA generator (dropout on a GPU), in process order."""
+    mine = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+    if accelerator.num_processes == 1:
+        return [mine]
+    gathered: list[Any] = [None] * accelerator.num_processes
+    torch.distributed.all_gather_object(gathered, mine)
+    return gathered
 
 
 def decay_groups(model: torch.nn.Module, everything: bool = False) -> tuple[list, list]:

@@ -98,3 +98,26 @@ def test_a_kill_between_the_checkpoint_renames_resumes_from_the_previous_checkpo
     resumed = run(tmp_path, epochs=1, checkpoint_every=2, keep_checkpoint=True)
     assert resumed.resumed_from_step == 2 and resumed.steps == 4
     assert (tmp_path / "checkpoint").exists() and not (tmp_path / "checkpoint.old").exists()
+
+
+def test_a_stale_old_checkpoint_does_not_stop_the_next_save(tmp_path):
+    # Killed while deleting the previous checkpoint: a partial ".old" is left beside a complete checkpoint.
+    run(tmp_path, epochs=1, checkpoint_every=2, keep_checkpoint=True)
+    (tmp_path / "checkpoint.old").mkdir()
+    (tmp_path / "checkpoint.old" / "state.pt").write_text("partial")
+    resumed = run(tmp_path, epochs=2, checkpoint_every=2, keep_checkpoint=True)  # saves at steps 4 and 6
+    assert resumed.resumed_from_step == 2 and resumed.steps == 8
+    assert not (tmp_path / "checkpoint.old").exists()
+
+
+def test_every_scheduler_offered_runs_with_warm_up_and_total_steps_alone():
+    from transformers import SchedulerType, get_scheduler
+
+    from propulsion.specs import SCHEDULERS
+
+    for name in SCHEDULERS:
+        assert name in {kind.value for kind in SchedulerType}
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(1))], lr=1e-3)
+        scheduler = get_scheduler(name, optimizer, num_warmup_steps=2, num_training_steps=10)
+        optimizer.step()
+        scheduler.step()  # no metric needed

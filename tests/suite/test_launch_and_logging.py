@@ -15,7 +15,7 @@ def test_two_processes_write_one_record(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
                "propulsion.run",
                *QUICK, "task=sst2", "task.source=sample", "trainer.max_steps=4", "trainer.eval_every=2",
-               f"output_root={tmp_path}"]
+               "trainer.checkpoint_every=2", "trainer.keep_checkpoint=true", f"output_root={tmp_path}"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("| field | value |") == 1  # the result table once, not once per process
@@ -29,6 +29,12 @@ def test_two_processes_write_one_record(tmp_path):
     # The schedule as one process runs it (quick: lr 1e-2, linear, warm-up min(5, 4) steps), though accelerate
     # steps a prepared scheduler once per process: half-way through warm-up at step 2, 0 at the last step.
     assert [(e["step"], e["lr"]) for e in record["train_loss"]] == [(2, 0.005), (4, 0.0)]
+    # The checkpoint at step 2 holds each process's own generator state, in process order.
+    import torch
+
+    (state,) = tmp_path.rglob("checkpoint/state.pt")
+    rng = torch.load(state, weights_only=True)["rng"]
+    assert len(rng) == 2 and all(torch.is_tensor(r["cpu"]) for r in rng)
 
 
 def test_wandb_logs_offline_without_a_key(tmp_path):

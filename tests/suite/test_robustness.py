@@ -168,7 +168,8 @@ def test_a_script_dataset_gets_the_converted_copy_named(tmp_path):
     script = tmp_path / "scripted"
     script.mkdir()
     (script / "scripted.py").write_text("import datasets\n")
-    result = run_cli(*QUICK, "task=xsum", f"task.dataset={script}", f"output_root={tmp_path}/runs")
+    result = run_cli(*QUICK, "task=cnn_dailymail", f"task.dataset={script}", "task.dataset_revision=main",
+                     f"output_root={tmp_path}/runs")  # every task takes the revision the message suggests
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert "is a loading script" in last and "task.dataset_revision=refs/convert/parquet" in last
