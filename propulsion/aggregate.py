@@ -50,7 +50,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PAPER_DIR = ROOT / "results" / "paper"
 METHOD_CONF_DIR = ROOT / "conf" / "method"
 FRACTION_FAMILIES = ("glue",)  # stored in [0, 1], shown ×100
-NOT_IDENTITY = ("seed", *records.NOT_IDENTITY)  # top-level keys that never make two configs differ
 OUR_METHODS = ("full_ft", "prompt", "prefix", "ia3", "bitfit", "lora", "adalora", "lokr", "loha", "propulsion",
                "propulsion_attn")
 CONTAMINATED = ("MultiArith", "AddSub", "SingleEq")  # subsets of MAWPS, which math_10k contains
@@ -143,9 +142,13 @@ NOTES = {
 }
 
 
+def group_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run computes, seed excluded: the runner's identity (records.run_identity) less the seed."""
+    return {k: v for k, v in records.run_identity(config).items() if k != "seed"}
+
+
 def group_key(config: dict[str, Any]) -> str:
-    """Fingerprint of what a run computes, seed excluded: the runner's identity (records.run_identity)."""
-    return records.config_fingerprint({k: v for k, v in records.run_identity(config).items() if k != "seed"})
+    return records.config_fingerprint(group_identity(config))
 
 
 @functools.cache
@@ -217,12 +220,9 @@ def choose(groups: dict[str, list[dict[str, Any]]], table: str = "", ignore: tup
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two configs (seed and output settings ignored)."""
-    keys = sorted(set(a) | set(b))
+    """Dotted keys whose values differ between two (identity) configs."""
     out = []
-    for key in keys:
-        if (not prefix and key in NOT_IDENTITY) or (prefix == "trainer." and key in records.TRAINER_NOT_IDENTITY):
-            continue
+    for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)
         if isinstance(x, dict) and isinstance(y, dict):
             out += config_diff(x, y, f"{prefix}{key}.")
@@ -334,7 +334,8 @@ def build_table(name: str, runs: list[dict[str, Any]], paper: pd.DataFrame
             set_aside_notes.add(f"{key[0]} / {key[1]}: {key[2]} comes from runs off the paper's protocol "
                                 f"({', '.join(off[:6])}).")
         if others:
-            differ = sorted({k for g in others for k in config_diff(group[0]["config"], g[0]["config"])})
+            chosen_identity = group_identity(group[0]["config"])
+            differ = sorted({k for g in others for k in config_diff(chosen_identity, group_identity(g[0]["config"]))})
             set_aside_notes.add(f"{key[0]} / {key[1]}: {len(others)} other config(s) for {key[2]} not shown "
                                 f"(differ in {', '.join(differ[:6]) or 'nothing recorded'}).")
     paper_rows = {(r.model, r.method, r.task, r.metric): r.value for r in paper.itertuples()} if len(paper) else {}

@@ -139,6 +139,8 @@ class TrainerSpec:
                                      ("max_steps", 1, False), ("weight_decay", 0, False), ("warmup_steps", 0, False),
                                      ("max_grad_norm", 0, False)):  # max_grad_norm 0 or null: no clipping
             value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise UserError(f"trainer.{key} must be a number, got {value!r}")
             if value is not None and (value <= minimum if strict else value < minimum):
                 raise UserError(f"trainer.{key} must be {'>' if strict else '>='} {minimum}, got {value!r}")
 

@@ -211,7 +211,7 @@ def _epoch_loader(train_set, spec: TrainerSpec, collate, seed: int, epoch: int) 
 
 
 def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, state, best_state,
-                     hooks: Hooks | None = None) -> None:
+                     hooks: Hooks) -> None:
     """Write to a temporary folder, then swap it in: a kill mid-write leaves the previous checkpoint."""
     accelerator.wait_for_everyone()
     rng = _gather_rng_states(accelerator)  # every process's, so each resumes its own dropout stream
@@ -223,7 +223,7 @@ def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, sta
     save_file(trainable_state(accelerator.unwrap_model(model)), str(tmp / "trainable.safetensors"))
     if best_state:
         save_file(best_state, str(tmp / "best.safetensors"))
-    method_tensors, method_data = hooks.state() if hooks and hooks.state else ({}, {})
+    method_tensors, method_data = hooks.state() if hooks.state else ({}, {})
     if method_tensors:
         save_file(method_tensors, str(tmp / "method.safetensors"))
     scaler = getattr(accelerator, "scaler", None)  # fp16's loss scale is state too
@@ -238,20 +238,20 @@ def _save_checkpoint(folder: Path, accelerator, model, optimizer, scheduler, sta
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator=None, hooks: Hooks | None = None):
+def _load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator, hooks: Hooks):
     bundle = torch.load(folder / "state.pt", weights_only=True)  # tensors and plain containers only
     load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
     optimizer.load_state_dict(bundle["optimizer"])
     scheduler.load_state_dict(bundle["scheduler"])
-    states = bundle["rng"]
-    mine = states[accelerator.process_index] if accelerator and len(states) > accelerator.process_index else states[0]
+    states = bundle["rng"]  # one per process of the saving run; a resume on fewer or more processes takes the first
+    mine = states[accelerator.process_index] if accelerator.process_index < len(states) else states[0]
     torch.set_rng_state(mine["cpu"])
     if mine["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(mine["cuda"])  # the current device's: the one this process's dropout uses
     scaler = getattr(accelerator, "scaler", None)
     if scaler is not None and bundle.get("scaler"):
         scaler.load_state_dict(bundle["scaler"])
-    if hooks and hooks.load_state:
+    if hooks.load_state:
         method_file = folder / "method.safetensors"
         hooks.load_state(load_file(str(method_file)) if method_file.exists() else {}, bundle.get("method") or {})
     best_file = folder / "best.safetensors"

@@ -139,12 +139,14 @@ def _adalora_hooks(tuner) -> Hooks:
     allocator = tuner.rankallocator
     config = tuner.peft_config[tuner.trainable_adapter_name]
 
+    def pattern() -> dict[str, list[bool]]:  # PEFT keeps lists of bools (tensors in some versions)
+        return {name: [bool(v) for v in (mask.tolist() if torch.is_tensor(mask) else mask)]
+                for name, mask in sorted((config.rank_pattern or {}).items())}
+
     def state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {f"{kind}/{name}": value.detach().cpu().contiguous()
                    for kind in ALLOCATOR_STATE for name, value in getattr(allocator, kind).items()}
-        pattern = {name: [bool(v) for v in (mask.tolist() if torch.is_tensor(mask) else mask)]
-                   for name, mask in (config.rank_pattern or {}).items()}
-        return tensors, {"rank_pattern": pattern or None}
+        return tensors, {"rank_pattern": pattern() or None}
 
     def load_state(tensors: dict[str, torch.Tensor], data: dict[str, Any]) -> None:
         device = next(tuner.parameters()).device
@@ -156,11 +158,9 @@ def _adalora_hooks(tuner) -> Hooks:
 
     def summary() -> dict[str, Any]:
         """The ranks AdaLoRA kept per module (None before its final budget step)."""
-        pattern = config.rank_pattern
-        if not pattern:
+        ranks = {name: sum(mask) for name, mask in pattern().items()}
+        if not ranks:
             return {"final_ranks": None}
-        ranks = {name: int(sum(bool(v) for v in (m.tolist() if torch.is_tensor(m) else m)))
-                 for name, m in sorted(pattern.items())}
         return {"final_ranks": ranks, "final_rank_total": sum(ranks.values())}
 
     return Hooks(after_optimizer_step=tuner.update_and_allocate, state=state, load_state=load_state,

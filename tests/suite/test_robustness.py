@@ -143,6 +143,7 @@ def test_adalora_resumes_as_if_never_interrupted(tmp_path, data, checkpoint_ever
         ("trainer.batch_size=0", "trainer.batch_size must be >= 1, got 0"),
         ("trainer.max_steps=-5", "trainer.max_steps must be >= 1, got -5"),
         ("trainer.epochs=0", "trainer.epochs must be > 0, got 0"),
+        ("trainer.lr=abc", "trainer.lr must be a number, got 'abc'"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data, override, expected):
