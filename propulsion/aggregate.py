@@ -424,7 +424,7 @@ def meta_count(model: str, method: str, task: str) -> int | None:
     except ImportError:
         pass
     try:
-        from propulsion.methods import count_parameters_on_meta
+        from propulsion.adapt import count_parameters_on_meta
 
         counters.append(count_parameters_on_meta)
     except ImportError:

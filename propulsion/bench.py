@@ -36,8 +36,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import RobertaConfig, RobertaForSequenceClassification
 
 from propulsion import records
+from propulsion.adapt import apply_method, propulsion_config
 from propulsion.method import PropulsionModel, count_parameters, scaling
-from propulsion.methods import apply_method, propulsion_config
 from propulsion.specs import MethodSpec
 
 CONF_METHODS = Path(__file__).resolve().parent.parent / "conf" / "method"

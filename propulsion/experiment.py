@@ -8,13 +8,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from propulsion import methods, models, records, training
+from propulsion import adapt, models, records, training
 from propulsion.specs import RunSpec, UserError
 from propulsion.tasks import data as task_data
 from propulsion.tasks import get_family
 from propulsion.tracking import Tracker
 
-ADAPTER_DIR = "adapter"  # in the run folder: the reported model's trained parameters (methods.save_trained)
+ADAPTER_DIR = "adapter"  # in the run folder: the reported model's trained parameters (adapt.save_trained)
 run_identity = records.run_identity  # what a run computes: its skip/resume key
 
 
@@ -26,7 +26,7 @@ def run_dir_for(spec: RunSpec, run_id: str) -> Path:
 
 def validate(spec: RunSpec):
     """Everything that can be checked before loading or writing anything; returns the task family."""
-    methods.validate(spec.method)
+    adapt.validate(spec.method)
     return get_family(spec.task.family)
 
 
@@ -98,8 +98,8 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
     overrides = models.config_overrides(spec.model, family.model_overrides(task))
     model = models.load_model(spec.model, family.MODEL_KIND, overrides)
     total_steps = training.total_steps(len(train_set), trainer, accelerator.num_processes)
-    prepared = methods.apply_method(model, spec.method, family.MODEL_KIND, total_steps=total_steps)
-    params = methods.count(prepared.model)
+    prepared = adapt.apply_method(model, spec.method, family.MODEL_KIND, total_steps=total_steps)
+    params = adapt.count(prepared.model)
     accelerator.print(f"{spec.method.name}: trainable params {params['trainable']:,} of {params['total']:,} "
                       f"({params['percent']:.4f}%)")
     if trainer.gradient_checkpointing:
@@ -124,7 +124,7 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
     method_summary = prepared.hooks.summary() if prepared.hooks.summary else {}  # before saving: PEFT renames keys
     adapter = None
     if spec.save_adapter and accelerator.is_main_process:
-        files = methods.save_trained(accelerator.unwrap_model(prepared.model), run_dir / ADAPTER_DIR)
+        files = adapt.save_trained(accelerator.unwrap_model(prepared.model), run_dir / ADAPTER_DIR)
         adapter = {"dir": ADAPTER_DIR, "files": files, "step": result.best["step"]}
     return {
         "metrics": reported,

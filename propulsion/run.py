@@ -57,13 +57,13 @@ def compose_spec(overrides: list[str]) -> tuple[RunSpec, dict]:
 
 def parameter_count(model: str, method: str, task: str) -> dict:
     """Trainable / total parameters of model × method × task on the meta device: no download, no training."""
-    from propulsion import methods, models
+    from propulsion import adapt, models
     from propulsion.tasks import get_family
 
     spec, _ = compose_spec([f"model={model}", f"method={method}", f"task={task}"])
     family = get_family(spec.task.family)
     config = models.load_config(spec.model, **family.model_overrides(spec.task))
-    return methods.count_parameters_on_meta(config, spec.method, family.MODEL_KIND)
+    return adapt.count_parameters_on_meta(config, spec.method, family.MODEL_KIND)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -20,20 +20,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from propulsion.hooks import Hooks
 from propulsion.specs import TrainerSpec
 
 CHECKPOINT_DIR = "checkpoint"
-
-
-@dataclass
-class Hooks:
-    """Method-specific steps the loop calls explicitly (AdaLoRA's rank allocation), and the state they keep
-    outside the parameters, which a checkpoint must hold for a resumed run to go on as the uninterrupted one."""
-
-    after_optimizer_step: Callable[[int], None] | None = None  # called with the step, gradients still present
-    state: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]] | None = None  # (tensors, plain data)
-    load_state: Callable[[dict[str, torch.Tensor], dict[str, Any]], None] | None = None
-    summary: Callable[[], dict[str, Any]] | None = None  # what the record should say after training
 
 
 @dataclass

@@ -271,7 +271,7 @@ DEBERTA_V3_BASE = dict(vocab_size=128100, hidden_size=768, num_hidden_layers=12,
 def test_deberta_v3_base_propulsion_counts(targets, expected):
     from transformers import DebertaV2Config
 
-    from propulsion.methods import count_parameters_on_meta
+    from propulsion.adapt import count_parameters_on_meta
     from propulsion.run import parameter_count
 
     spec = MethodSpec(name="propulsion", kind="propulsion", degree=35, targets=targets)

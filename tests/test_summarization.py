@@ -177,7 +177,7 @@ DECODER_LAYER = 8 * 1024 + 4096 + 1024  # self- and cross-attention q, k, v, out
 def test_bart_large_propulsion_counts(targets, expected):
     from transformers import BartConfig
 
-    from propulsion.methods import count_parameters_on_meta
+    from propulsion.adapt import count_parameters_on_meta
     from propulsion.run import parameter_count
 
     spec = MethodSpec(name="propulsion", kind="propulsion", degree=35, targets=targets)

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
+from propulsion.hooks import Hooks
 from propulsion.method import PropulsionConfig, count_parameters, head_module_names, inject_propulsion
 from propulsion.method.presets import resolve_targets
 from propulsion.specs import MethodSpec, UserError
-from propulsion.training import Hooks
 
 # Model kind (models.AUTO_CLASSES) -> PEFT task type.
 PEFT_TASK_TYPES = {
