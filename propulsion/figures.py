@@ -38,7 +38,7 @@ def main_value(record: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     """The record's main metric in percent (from ``metrics`` if given, e.g. one evaluation), None if absent."""
     metrics = record.get("metrics") if metrics is None else metrics
     key = str(record.get("main_metric"))
-    value = (metrics or {}).get(key, (metrics or {}).get(key.split("/")[-1]))
+    value = records.metric_value(metrics, key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return 100.0 * value if record.get("family") in aggregate.FRACTION_FAMILIES else float(value)

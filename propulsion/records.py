@@ -94,6 +94,14 @@ NOT_IDENTITY = ("logger", "output_root", "run_name", "skip_completed", "resume",
 TRAINER_NOT_IDENTITY = ("checkpoint_every", "keep_checkpoint", "num_workers")
 
 
+def metric_value(metrics: dict[str, Any] | None, name: str) -> Any:
+    """``metrics[name]``, or its last path part: a held-out dev set carries one alias, so MNLI's
+    "matched/accuracy" is found as "accuracy" there. None when neither is present. The one copy of this rule."""
+    metrics = metrics or {}
+    name = str(name)
+    return metrics[name] if name in metrics else metrics.get(name.split("/")[-1])
+
+
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved config that decides a run's numbers: the runner's skip/resume key and, less the
     seed, the tables' grouping. Only Propulsion reads the degree: a LoRA run at degree 1 and 15 is one run."""

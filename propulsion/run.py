@@ -69,6 +69,7 @@ def parameter_count(model: str, method: str, task: str) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     from propulsion.experiment import result_table, run_experiment
+    from propulsion.records import metric_value
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -88,7 +89,7 @@ def main(cfg: DictConfig) -> float:
         print(result_table(record))
     metrics = record.get("metrics") or {}
     main_metric = record.get("main_metric")
-    value = metrics.get(main_metric, metrics.get(str(main_metric).split("/")[-1]))
+    value = metric_value(metrics, main_metric)
     return float(value) if value is not None else math.nan
 
 

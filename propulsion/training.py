@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from propulsion.hooks import Hooks
+from propulsion.records import metric_value
 from propulsion.specs import TrainerSpec
 
 CHECKPOINT_DIR = "checkpoint"
@@ -50,13 +51,6 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
     with torch.no_grad():
         for name, value in state.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
-
-
-def _metric(metrics: dict[str, float], name: str) -> float:
-    # Held-out dev sets carry one alias, so "matched/accuracy" is looked up as "accuracy" there.
-    if name in metrics:
-        return metrics[name]
-    return metrics[name.split("/")[-1]]
 
 
 def train(
@@ -163,8 +157,8 @@ def train(
                 state["evaluations"].append({"step": step, "epoch": step / steps_per_epoch, "split": "dev",
                                              "metrics": metrics})
                 log({f"dev/{k}": v for k, v in metrics.items()}, step)
-                progress.set_postfix(loss=f"{mean_loss:.4f}", **{main_metric: f"{_metric(metrics, main_metric):.4f}"})
-                value = _metric(metrics, main_metric)
+                value = metric_value(metrics, main_metric)
+                progress.set_postfix(loss=f"{mean_loss:.4f}", **{main_metric: f"{value:.4f}"})
                 if is_better(value):
                     state["best"] = {"step": step, "value": value, "metrics": metrics}
                     best_state = trainable_state(accelerator.unwrap_model(model))
