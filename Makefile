@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 RUNS ?= results/runs
 DEVICE_OUT ?= results/runs/device-check
 
-.PHONY: install demo test lint tables bench device-check ntk experiment table1 table5 clean-demo
+.PHONY: install demo test lint tables bench device-check ntk experiment plan table1 table5 clean-demo
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
@@ -30,6 +30,10 @@ tables:
 # One paper table or figure: the sweep in experiments/NAME.yaml (SLURM: add hydra/launcher=submitit_slurm).
 experiment:
 	$(PYTHON) -m propulsion.run --config-dir experiments --config-name $(NAME) $(ARGS)
+
+# What experiments/NAME.yaml will cost, without loading weights or data: steps, evaluations, tokens, memory, GPU-hours.
+plan:
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.plan --config-name $(NAME) $(ARGS)   # ARGS="--gpu h200" etc.
 
 table1:
 	$(MAKE) experiment NAME=table1_roberta_base

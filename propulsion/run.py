@@ -8,6 +8,7 @@ Compose the config -> typed specs -> :func:`propulsion.experiment.run_experiment
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -53,6 +54,43 @@ def compose_spec(overrides: list[str]) -> tuple[RunSpec, dict]:
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return to_spec(compose(config_name="config", overrides=overrides))
+
+
+def expand_jobs(overrides: list[str], config_name: str = "config",
+                config_dir: str | Path | None = None) -> list[tuple[list[str], RunSpec, dict]]:
+    """Every job a run or sweep would launch, composed into specs: nothing loaded, nothing written.
+
+    The sweep's values are the config's ``hydra.sweeper.params`` with the command line's own ``a=x,y`` on top, and
+    the jobs are their product in the basic sweeper's order (the first key varies slowest). A search sweeper's
+    distributions (optuna) are not jobs that can be listed: one line says so."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    search_path = [f"hydra.searchpath=[file://{CONF_DIR}]"] if config_dir else []
+    with initialize_config_dir(config_dir=str(Path(config_dir or CONF_DIR).resolve()), version_base="1.3"):
+        fixed = [o for o in overrides if not parser.parse_override(o).is_sweep_override()]
+        base = compose(config_name=config_name, overrides=search_path + fixed, return_hydra_config=True)
+        declared = base.hydra.sweeper.get("params")
+        params = dict(OmegaConf.to_container(declared, resolve=False)) if declared else {}
+        for raw in overrides:
+            if parser.parse_override(raw).is_sweep_override():
+                key, _, values = raw.partition("=")
+                params[key] = values
+        axes = []
+        for key, values in params.items():
+            parsed = parser.parse_override(f"{key}={values}")
+            if parsed.is_sweep_override() and not parsed.is_choice_sweep() and not parsed.is_range_sweep():
+                raise UserError(f"{key}={values} is a search space, not a list of jobs; give explicit values")
+            choices = list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [str(values)]
+            axes.append([f"{key}={choice}" for choice in choices])
+        jobs = []
+        for combination in itertools.product(*axes):
+            job_overrides = fixed + list(combination)
+            cfg = compose(config_name=config_name, overrides=search_path + job_overrides)
+            spec, config = to_spec(cfg)
+            jobs.append((job_overrides, spec, config))
+    return jobs
 
 
 def parameter_count(model: str, method: str, task: str) -> dict:

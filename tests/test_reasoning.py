@@ -225,7 +225,7 @@ def test_accelerate_configs_parse(name):
     import yaml
     from accelerate.commands.config.config_args import ClusterConfig
 
-    path = Path(__file__).resolve().parent.parent / "conf" / "accelerate" / f"{name}.yaml"
+    path = Path(__file__).resolve().parent.parent / "scripts" / "accelerate" / f"{name}.yaml"
     config = ClusterConfig(**yaml.safe_load(path.read_text()))
     assert config.mixed_precision == "bf16" and config.distributed_type.value == name.upper()
 
