@@ -116,8 +116,8 @@ NOTES = {
                "Avg. pairs to rounding; not roberta-base / bitfit (printed Avg. 84.20, its cells give 84.01) and "
                "roberta-large / adalora (printed 88.20, its cells give 87.11); their Avg. 2nd agree.",
                "MRPC F1 and QQP F1: the paper's F1 is sklearn's macro F1 (average=\"macro\" in the authors' "
-               "notebooks); ours is the records' f1_macro. A cell whose records hold only GLUE's binary F1 (f1, "
-               "about 5 points above macro F1 on MRPC) is footnoted below.",
+               "notebooks); ours is the records' f1_macro. A cell whose records hold only GLUE's binary F1 (f1) "
+               "is filled with it and footnoted below.",
                "Trainer presets: `authors` (the notebooks' settings, which produced the paper's Table 1 as far as "
                "the notebooks show) and `paper` (§4.2's text) both count as the paper's protocol here; Propulsion "
                "rows take `authors` runs first. The notes below name the preset of every filled cell whose "
