@@ -95,7 +95,9 @@ def trainer_settings(table: str = "", name: str = "paper") -> dict[str, Any] | N
     if table in TABLE_EXPERIMENT:
         sweep = yaml.safe_load((EXPERIMENTS_DIR / f"{TABLE_EXPERIMENT[table]}.yaml").read_text()) or {}
         settings.update(sweep.get("trainer") or {})
-    return {k: v for k, v in settings.items() if k not in NOT_PROTOCOL}
+    # A value Hydra interpolates (e.g. ${task...}) is resolved per task in the record: not comparable here.
+    return {k: v for k, v in settings.items()
+            if k not in NOT_PROTOCOL and not (isinstance(v, str) and "${" in v)}
 
 
 def protocol_deviations(config: dict[str, Any], table: str = "") -> list[str]:
