@@ -20,6 +20,7 @@ A figure with no matching records is skipped with a note, never an error.
 from __future__ import annotations
 
 import csv
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -94,14 +95,14 @@ def _describe(groups: dict[Any, list[dict]], name_of=None) -> tuple[str, dict[An
     for key, v in fields.items():
         parts = ([str(name_of(key))] if name_of else []) + [v[f] for f in ("model", "task", "protocol")
                                                              if f not in common]
-        labels[key] = " · ".join(parts) or v["task"]
+        labels[key] = textwrap.fill(" · ".join(parts), 60) or v["task"]  # a long protocol wraps in the legend
     first = next(iter(fields.values()), {})
     return " · ".join(first[f] for f in common), labels
 
 
 def _title(ax, paper_figure: str, what: str, common: str) -> None:
     """The paper figure whose setting this is, what is drawn, and what all lines share (model, task, protocol)."""
-    ax.set_title(f"as paper {paper_figure}: {what}\n{common}", fontsize=8)
+    ax.set_title(f"as paper {paper_figure}: {what}\n{textwrap.fill(common, 80)}", fontsize=8)
 
 
 def _sort_key(value: Any) -> tuple:
@@ -284,15 +285,15 @@ def make_all(runs: list[dict[str, Any]], folder: Path, bench: list[dict[str, Any
                and not selection.deviations(r.get("config") or {}) and selection.at_paper_degree(r["config"])]
     methods = _chosen_groups(presets, lambda r: (r.get("model"), r.get("method")), prefer=_most_evaluations)
     fig3, fig4, common = efficiency_panels(methods, bench or [])
+    shared = textwrap.fill(common, 120)  # model · task · protocol of the runs' bars
     made = {
         "fig5_degree": sweep(runs, folder, "fig5_degree", "degree", ("sst2", "qnli", "mrpc"),
                              "Figure 5 (left)", paper_dir=paper_dir),
         "fig5_steps": curves({(m, f"k={k}"): g for (m, k), g in steps.items()}, folder, "fig5_steps",
                              "Figure 5 (right)", "dev metric by degree"),
         "fig3_convergence": curves(methods, folder, "fig3_convergence", "Figure 3 (left)", "convergence per method"),
-        "fig3_efficiency": _panels(folder, "fig3_efficiency", f"as paper Figure 3 (right): efficiency\n{common}",
-                                   fig3),
-        "fig4_memory": _panels(folder, "fig4_memory", f"as paper Figure 4: memory per method\n{common}", fig4),
+        "fig3_efficiency": _panels(folder, "fig3_efficiency", f"as paper Figure 3 (right): efficiency\n{shared}", fig3),
+        "fig4_memory": _panels(folder, "fig4_memory", f"as paper Figure 4: memory per method\n{shared}", fig4),
         "fig8_init": sweep(runs, folder, "fig8_init", "init", ("sst2",), "Figure 8",
                            swept=("init", "init_scale"), paper_dir=paper_dir),
         "fig10_vectors": sweep(runs, folder, "fig10_vectors", "num_vectors", ("sst2", "qnli", "mrpc", "mnli", "rte"),

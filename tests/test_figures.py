@@ -151,14 +151,15 @@ def test_off_protocol_runs_say_so_and_never_pass_for_the_papers_figure(tmp_path,
                   task_settings={"max_train_samples": 64}, evaluations=evals((10, 0.6), (20, 0.7)))
     make(root, tmp_path)
     (title,) = drawn["titles"]["fig3_convergence"]
-    assert title == ("as paper Figure 3 (left): convergence per method\n"
+    title = title.replace("\n", " ")  # the protocol line wraps
+    assert title == ("as paper Figure 3 (left): convergence per method "
                      "minilm · sst2 · off the paper's protocol: task.max_train_samples, trainer.preset=quick")
     # A paper-protocol Propulsion run beside them is chosen first (the tables' rule); its protocol now differs from
     # LoRA's, so each line's label names its own.
     write_run(root, "paper-run", model="minilm", seed=1, metrics={"accuracy": 0.9},
               evaluations=evals((10, 0.8), (20, 0.9), (30, 0.9)))
     make(root, tmp_path)
-    assert set(drawn["fig3_convergence"]) == {
+    assert {label.replace("\n", " ") for label in drawn["fig3_convergence"]} == {
         "propulsion · paper protocol (n=1)",
         "lora · off the paper's protocol: task.max_train_samples, trainer.preset=quick (n=1)"}
     assert drawn["titles"]["fig3_convergence"] == ["as paper Figure 3 (left): convergence per method\nminilm · sst2"]
