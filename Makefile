@@ -25,7 +25,7 @@ lint:
 
 # Paper tables and figures from every record under $(RUNS).
 tables:
-	$(PYTHON) -m propulsion.aggregate --runs $(RUNS) --out results
+	$(PYTHON) -m propulsion.tables --runs $(RUNS) --out results
 
 # One paper table or figure: the sweep in experiments/NAME.yaml (SLURM: add hydra/launcher=submitit_slurm).
 experiment:

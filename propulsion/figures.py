@@ -3,20 +3,24 @@
 Which records a figure uses:
 - Sweeps (fig5_degree, fig8_init, fig10_vectors, fig11_pooling): Propulsion records whose method settings equal
   the preset (conf/method/propulsion.yaml) except the swept one(s), at the task's paper degree unless the degree
-  is swept. Each point is one group of seeds, chosen by ``aggregate.choose`` when several configs give the same
-  point (never averaged across configs).
+  is swept. Each point is one group of seeds, chosen by ``selection.pick`` (the tables' rule: the paper's
+  protocol first) when several configs give the same point (never averaged across configs).
 - Curves (fig5_steps, fig3_convergence): per line the group with the most evaluation points, mean over seeds at
   each step; fig3 uses every method's preset run on SST-2.
 - Bars (fig3_efficiency, fig4_memory): the fig3 groups (params %, wall time, wall time / train.steps, peak
   memory), and the newest benchmark record (``make bench``: step time, saved activations, peak memory) if any.
 - The paper states some of its figures' numbers in the text (results/paper/figures.csv): drawn as grey crosses
   (a point) or dashes (a range of x), where the x axis has that value.
+- Every figure says what it shows: the model, task and protocol (``selection.protocol_label``; runs off the paper's
+  protocol say so and how) of every line or bar, in the title when all share them, else in the legend or tick
+  label. The title names the paper's figure as the setting ("as paper Figure 3 (left)"), never claims to be it.
 A figure with no matching records is skipped with a note, never an error.
 """
 
 from __future__ import annotations
 
 import csv
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -27,9 +31,11 @@ import yaml
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from propulsion import aggregate, records  # noqa: E402
+from propulsion import records, selection  # noqa: E402
 
-FIG11_VECTORS = yaml.safe_load((aggregate.EXPERIMENTS_DIR / "fig11_pooling.yaml").read_text())["method"]["num_vectors"]
+# Figures are GLUE runs: Table 1's protocol (trainer presets authors and paper) is theirs.
+PROTOCOL_TABLE = "table1"
+FIG11_VECTORS = yaml.safe_load((selection.EXPERIMENTS_DIR / "fig11_pooling.yaml").read_text())["method"]["num_vectors"]
 PNG_METADATA = {"Software": None}  # no matplotlib version in the file
 PDF_METADATA = {"CreationDate": None, "Creator": None, "Producer": None}  # no time stamp, no versions
 
@@ -41,7 +47,7 @@ def main_value(record: dict[str, Any], metrics: dict[str, Any] | None = None) ->
     value = records.metric_value(metrics, key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return 100.0 * value if record.get("family") in aggregate.FRACTION_FAMILIES else float(value)
+    return 100.0 * value if record.get("family") in selection.FRACTION_FAMILIES else float(value)
 
 
 def _save(fig, folder: Path, name: str) -> str:
@@ -62,8 +68,8 @@ def _setting(record: dict[str, Any], key: str) -> Any:
 def _ablation(runs: list[dict], swept: tuple[str, ...]) -> list[dict]:
     """Propulsion records at the preset's settings except the swept ones (and the degree unless swept)."""
     return [r for r in runs if r.get("method") == "propulsion"
-            and not aggregate.deviations(r.get("config") or {}, ignore=swept)
-            and ("degree" in swept or aggregate.at_paper_degree(r.get("config") or {}))]
+            and not selection.deviations(r.get("config") or {}, ignore=swept)
+            and ("degree" in swept or selection.at_paper_degree(r.get("config") or {}))]
 
 
 def _chosen_groups(runs: list[dict], key_of, swept: tuple[str, ...] = (), prefer=None) -> dict[Any, list[dict]]:
@@ -72,13 +78,31 @@ def _chosen_groups(runs: list[dict], key_of, swept: tuple[str, ...] = (), prefer
     for record in runs:
         key = key_of(record)
         if key is not None:
-            groups[key][aggregate.group_key(record.get("config") or {})].append(record)
-    return {key: aggregate.one_per_seed(aggregate.choose(dict(by), ignore=swept, prefer=prefer)[0])[0]
+            groups[key][selection.group_key(record.get("config") or {})].append(record)
+    return {key: selection.pick(dict(by), PROTOCOL_TABLE, ignore=swept, prefer=prefer).runs
             for key, by in groups.items()}
 
 
-def _label(model: str, name: str, models: set[str]) -> str:
-    return name if len(models) == 1 else f"{model} {name}"
+def _describe(groups: dict[Any, list[dict]], name_of=None) -> tuple[str, dict[Any, str]]:
+    """What every line or bar shows: model, task and protocol of its records (and ``name_of(key)``, e.g. the method,
+    first). Fields all share go into the returned title line, the others into each label; a label left empty
+    (one line, nothing varies) is the task."""
+    fields = {key: {"model": str(group[0].get("model")), "task": str(group[0].get("task")),
+                    "protocol": selection.protocol_label(group[0].get("config") or {}, PROTOCOL_TABLE)}
+              for key, group in groups.items()}
+    common = [f for f in ("model", "task", "protocol") if len({v[f] for v in fields.values()}) == 1]
+    labels = {}
+    for key, v in fields.items():
+        parts = ([str(name_of(key))] if name_of else []) + [v[f] for f in ("model", "task", "protocol")
+                                                             if f not in common]
+        labels[key] = textwrap.fill(" · ".join(parts), 60) or v["task"]  # a long protocol wraps in the legend
+    first = next(iter(fields.values()), {})
+    return " · ".join(first[f] for f in common), labels
+
+
+def _title(ax, paper_figure: str, what: str, common: str) -> None:
+    """The paper figure whose setting this is, what is drawn, and what all lines share (model, task, protocol)."""
+    ax.set_title(f"as paper {paper_figure}: {what}\n{textwrap.fill(common, 80)}", fontsize=8)
 
 
 def _sort_key(value: Any) -> tuple:
@@ -86,7 +110,7 @@ def _sort_key(value: Any) -> tuple:
 
 
 def _paper_refs(paper_dir: Path | None, figure: str) -> list[dict[str, str]]:
-    path = (paper_dir or aggregate.PAPER_DIR) / "figures.csv"
+    path = (paper_dir or selection.PAPER_DIR) / "figures.csv"
     if not path.exists():
         return []
     with open(path) as handle:
@@ -114,7 +138,7 @@ def _draw_refs(ax, refs: list[dict[str, str]], tasks: set[str], key: str, positi
 
 def sweep(runs: list[dict], folder: Path, name: str, key: str, tasks: tuple[str, ...], title: str,
           swept: tuple[str, ...] | None = None, paper_dir: Path | None = None) -> str | None:
-    """Main metric (mean over the chosen group's seeds) against one setting, a line per (model, task)."""
+    """Main metric (mean over the chosen group's seeds) against one setting, a line per (model, task, protocol)."""
     swept = swept or (key,)
     data = [r for r in _ablation(runs, swept) if r.get("task") in tasks and main_value(r) is not None]
     chosen = _chosen_groups(data, lambda r: (r.get("model"), r.get("task"), _setting(r, key))
@@ -124,17 +148,24 @@ def sweep(runs: list[dict], folder: Path, name: str, key: str, tasks: tuple[str,
     xs = sorted({x for (_m, _t, x) in chosen}, key=_sort_key)
     categorical = any(not isinstance(x, int | float) for x in xs)
     position = (lambda v: xs.index(v) if v in xs else None) if categorical else (lambda v: float(v))
-    models = {m for (m, _t, _x) in chosen}
+    lines: dict[tuple[str, str, str], list[tuple[Any, list[dict]]]] = defaultdict(list)
+    for x in xs:  # points of one (model, task) chosen under different protocols are different lines
+        for (model, task, x_), group in sorted(chosen.items(), key=lambda item: str(item[0][:2])):
+            if x_ == x:
+                protocol = selection.protocol_label(group[0].get("config") or {}, PROTOCOL_TABLE)
+                lines[(str(model), str(task), protocol)].append((x, group))
+    common, labels = _describe({line: points[0][1] for line, points in lines.items()})
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for model, task in sorted({(m, t) for (m, t, _x) in chosen}):
-        points = [(x, chosen[(model, task, x)]) for x in xs if (model, task, x) in chosen]
+    for line in sorted(lines):
+        points = lines[line]
         ys = [sum(main_value(r) for r in group) / len(group) for _x, group in points]
-        ax.plot([position(x) for x, _g in points], ys, marker="o", label=_label(model, task, models))
+        ax.plot([position(x) for x, _g in points], ys, marker="o", label=labels[line])
     if categorical:
         ax.set_xticks(range(len(xs)), [str(x) for x in xs])
     _draw_refs(ax, _paper_refs(paper_dir, name), {t for (_m, t, _x) in chosen}, key,
                (lambda v: xs.index(v) if v in xs else None) if categorical else (lambda v: float(v)))
-    ax.set(xlabel=key, ylabel="main metric (%)", title=title)
+    ax.set(xlabel=key, ylabel="main metric (%)")
+    _title(ax, title, f"metric vs {key}", common)
     ax.legend(fontsize=7)
     return _save(fig, folder, name)
 
@@ -155,18 +186,19 @@ def _mean_curve(group: list[dict]) -> tuple[list[int], list[float]]:
     return steps, [sum(per_step[s]) / len(per_step[s]) for s in steps]
 
 
-def curves(chosen: dict[tuple[str, Any], list[dict]], folder: Path, name: str, title: str) -> str | None:
+def curves(chosen: dict[tuple[str, Any], list[dict]], folder: Path, name: str, paper_figure: str,
+           what: str) -> str | None:
     """Dev main metric against training step, a line per chosen (model, label) group."""
     lines = {key: _mean_curve(group) for key, group in chosen.items()}
     lines = {key: line for key, line in lines.items() if line[0]}
     if not lines:
         return None
-    models = {m for (m, _l) in lines}
+    common, labels = _describe({key: chosen[key] for key in lines}, name_of=lambda key: key[1])
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for (model, label), (steps, values) in sorted(lines.items(), key=lambda item: (item[0][0], _sort_key(item[0][1]))):
-        n = len(chosen[(model, label)])
-        ax.plot(steps, values, marker=".", label=f"{_label(model, str(label), models)} (n={n})")
-    ax.set(xlabel="training step", ylabel="dev main metric (%)", title=title)
+    for key, (steps, values) in sorted(lines.items(), key=lambda item: (item[0][0], _sort_key(item[0][1]))):
+        ax.plot(steps, values, marker=".", label=f"{labels[key]} (n={len(chosen[key])})")
+    ax.set(xlabel="training step", ylabel="dev main metric (%)")
+    _title(ax, paper_figure, what, common)
     ax.legend(fontsize=7)
     return _save(fig, folder, name)
 
@@ -183,7 +215,7 @@ def _panels(folder: Path, name: str, title: str, panels: list[tuple[list[str], l
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), squeeze=False)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=9)
     for ax, (labels, values, ylabel, title) in zip(axes[0], panels, strict=True):
         _bars(ax, labels, values, ylabel, title)
     return _save(fig, folder, name)
@@ -193,10 +225,10 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def efficiency_panels(chosen: dict[tuple[str, str], list[dict]], bench: list[dict]) -> tuple[list, list]:
-    """(fig3 panels, fig4 panels): per method params %, wall time, time per step, peak memory; bench rows."""
-    models = {m for (m, _x) in chosen}
-    labels = {key: _label(key[0], key[1], models) for key in chosen}
+def efficiency_panels(chosen: dict[tuple[str, str], list[dict]], bench: list[dict]) -> tuple[list, list, str]:
+    """(fig3 panels, fig4 panels, what the runs' bars share): per method params %, wall time, time per step, peak
+    memory of the chosen runs; the benchmark's rows (named as such: their own model, random init, no task)."""
+    common, labels = _describe(chosen, name_of=lambda key: key[1])
     keys = sorted(chosen)
 
     def column(get):
@@ -214,18 +246,19 @@ def efficiency_panels(chosen: dict[tuple[str, str], list[dict]], bench: list[dic
             (*per_step, "seconds", "wall time / step")]
     fig4 = [(*memory, "GiB", f"peak memory ({', '.join(kinds)})")]
     rows = sorted(bench, key=lambda row: str(row.get("method")))
+    source = f"make bench ({', '.join(sorted({str(r.get('bench_model')) for r in rows}))}, random init)"
 
     def bench_column(field, scale):
         kept = [r for r in rows if isinstance(r.get(field), int | float)]
         return [str(r.get("method")) for r in kept], [r[field] * scale for r in kept]
 
-    fig3.append((*bench_column("step_time_s", 1.0), "seconds", "make bench: step time"))
+    fig3.append((*bench_column("step_time_s", 1.0), "seconds", f"{source}: step time"))
     # On CPU the bench estimates the peak (weights, optimizer state, gradients, saved activations): say so.
     estimated = any(str(r.get("peak_memory_kind", "")).startswith("estimate") for r in rows)
-    peak_title = "make bench: peak memory" + (" (estimate)" if estimated else "")
+    peak_title = f"{source}: peak memory" + (" (estimate)" if estimated else "")
     fig4.append((*bench_column("peak_memory_bytes", 2**-30), "GiB", peak_title))
-    fig4.append((*bench_column("saved_activation_bytes", 2**-30), "GiB", "make bench: saved activations"))
-    return fig3, fig4
+    fig4.append((*bench_column("saved_activation_bytes", 2**-30), "GiB", f"{source}: saved activations"))
+    return fig3, fig4, common
 
 
 def load_bench(root: str | Path) -> list[dict[str, Any]]:
@@ -237,7 +270,8 @@ def load_bench(root: str | Path) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         if record.get("family") == "bench" and record.get("status") == "completed":
-            found.append((str(record.get("finished_at") or ""), str(path), record.get("bench") or []))
+            rows = [{**row, "bench_model": record.get("model")} for row in record.get("bench") or []]
+            found.append((str(record.get("finished_at") or ""), str(path), rows))
     return max(found)[2] if found else []
 
 
@@ -247,26 +281,27 @@ def make_all(runs: list[dict[str, Any]], folder: Path, bench: list[dict[str, Any
     sst2 = [r for r in runs if r.get("task") == "sst2"]
     steps = _chosen_groups([r for r in _ablation(sst2, ("degree",)) if r.get("evaluations")],
                            lambda r: (r.get("model"), r.get("degree")), ("degree",), _most_evaluations)
-    presets = [r for r in sst2 if r.get("evaluations") and aggregate.row_method(r, "table1")
-               and not aggregate.deviations(r.get("config") or {}) and aggregate.at_paper_degree(r["config"])]
+    presets = [r for r in sst2 if r.get("evaluations") and selection.row_method(r, "table1")
+               and not selection.deviations(r.get("config") or {}) and selection.at_paper_degree(r["config"])]
     methods = _chosen_groups(presets, lambda r: (r.get("model"), r.get("method")), prefer=_most_evaluations)
-    fig3, fig4 = efficiency_panels(methods, bench or [])
+    fig3, fig4, common = efficiency_panels(methods, bench or [])
+    shared = textwrap.fill(common, 120)  # model · task · protocol of the runs' bars
     made = {
         "fig5_degree": sweep(runs, folder, "fig5_degree", "degree", ("sst2", "qnli", "mrpc"),
-                             "Figure 5 (left): metric vs degree", paper_dir=paper_dir),
+                             "Figure 5 (left)", paper_dir=paper_dir),
         "fig5_steps": curves({(m, f"k={k}"): g for (m, k), g in steps.items()}, folder, "fig5_steps",
-                             "Figure 5 (right): SST-2 by degree"),
-        "fig3_convergence": curves(methods, folder, "fig3_convergence", "Figure 3 (left): convergence on SST-2"),
-        "fig3_efficiency": _panels(folder, "fig3_efficiency", "Figure 3 (right): efficiency on SST-2", fig3),
-        "fig4_memory": _panels(folder, "fig4_memory", "Figure 4: memory per method", fig4),
-        "fig8_init": sweep(runs, folder, "fig8_init", "init", ("sst2",), "Figure 8: initialisation of z",
+                             "Figure 5 (right)", "dev metric by degree"),
+        "fig3_convergence": curves(methods, folder, "fig3_convergence", "Figure 3 (left)", "convergence per method"),
+        "fig3_efficiency": _panels(folder, "fig3_efficiency", f"as paper Figure 3 (right): efficiency\n{shared}", fig3),
+        "fig4_memory": _panels(folder, "fig4_memory", f"as paper Figure 4: memory per method\n{shared}", fig4),
+        "fig8_init": sweep(runs, folder, "fig8_init", "init", ("sst2",), "Figure 8",
                            swept=("init", "init_scale"), paper_dir=paper_dir),
         "fig10_vectors": sweep(runs, folder, "fig10_vectors", "num_vectors", ("sst2", "qnli", "mrpc", "mnli", "rte"),
-                               "Figure 10: Propulsion vectors per layer", paper_dir=paper_dir),
+                               "Figure 10", paper_dir=paper_dir),
         # Pooling compared at one number of vectors (the fig11 sweep's), so that fig10's runs cannot mix in.
         "fig11_pooling": sweep([r for r in runs if _setting(r, "num_vectors") == FIG11_VECTORS], folder,
                                "fig11_pooling", "pooling", ("sst2", "mrpc", "mnli", "qnli", "rte"),
-                               f"Figure 11: pooling of {FIG11_VECTORS} vectors",
+                               f"Figure 11 ({FIG11_VECTORS} vectors)",
                                swept=("pooling", "num_vectors"), paper_dir=paper_dir),
     }
     drawn = [name for name, result in made.items() if result]

@@ -93,15 +93,24 @@ def expand_jobs(overrides: list[str], config_name: str = "config",
     return jobs
 
 
-def parameter_count(model: str, method: str, task: str) -> dict:
+def parameter_count(model: str, method: str, task: str, overrides: tuple[str, ...] = ()) -> dict:
     """Trainable / total parameters of model × method × task on the meta device: no download, no training."""
     from propulsion import adapt, models
     from propulsion.tasks import get_family
 
-    spec, _ = compose_spec([f"model={model}", f"method={method}", f"task={task}"])
+    spec, _ = compose_spec([f"model={model}", f"method={method}", f"task={task}", *overrides])
     family = get_family(spec.task.family)
     config = models.load_config(spec.model, **family.model_overrides(spec.task))
     return adapt.count_parameters_on_meta(config, spec.method, family.MODEL_KIND)
+
+
+def trainable_count(model: str, method: str, task: str, overrides: tuple[str, ...] = ()) -> int | None:
+    """The tables' #TPs for a row no record fills (``aggregate.main(count=...)``); None when model, method or task
+    has no config here (a record's model given by path): the table shows "–"."""
+    for group, name in (("model", model), ("method", method), ("task", task)):
+        if name not in group_choices(group):
+            return None
+    return int(parameter_count(model, method, task, overrides)["trainable"])
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from propulsion import aggregate, records
-from propulsion.aggregate import PAPER_DIR
+from propulsion import aggregate, records, selection, tables
+from propulsion.selection import PAPER_DIR
 
 PAPER_TEXT = Path("/work/shared/paper/propulsion.md")
 
@@ -21,7 +21,7 @@ def write_run(root: Path, name: str, *, task="sst2", method="propulsion", degree
               paper_degree=15, error=None, trainer=None, protocol="paper", task_settings=None, **method_settings):
     """One record as the runner writes it; the method config starts from conf/method/<method>.yaml."""
     degree = paper_degree if degree is None else degree
-    preset = yaml.safe_load((aggregate.METHOD_CONF_DIR / f"{method}.yaml").read_text())
+    preset = yaml.safe_load((selection.METHOD_CONF_DIR / f"{method}.yaml").read_text())
     method_config = {**{k: v for k, v in preset.items() if k != "degree"}, **method_settings}
     kind = method_config["kind"]
     if kind == "propulsion":
@@ -243,16 +243,16 @@ def test_empty_runs_folder_still_gives_the_papers_tables(tmp_path):
     assert tables["skipped.md"] == "# Skipped records\n\n"
 
 
-def test_rows_without_records_are_counted_on_the_meta_device(tmp_path, monkeypatch):
+def test_rows_without_records_are_counted_by_the_injected_counter(tmp_path):
     asked = []
 
-    def fake(model, method, task):
-        asked.append((model, method, task))
+    def count(model, method, task, overrides):
+        asked.append((model, method, task, overrides))
         return 1234 if method == "lora" else None
 
-    monkeypatch.setattr(aggregate, "meta_count", fake)
     write_run(tmp_path / "runs", "a")
-    assert aggregate.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-figures"]) == 0
+    argv = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-figures"]
+    assert aggregate.main(argv, count=count) == 0
     text = (tmp_path / "out" / "tables" / "table1.md").read_text()
     assert md_row(text, "roberta-base", "lora")["#TPs ours / paper"] == "1,234 / 0.89M"
     assert md_row(text, "roberta-base", "propulsion")["#TPs ours / paper"] == "86,018 / 0.086M"  # from the record
@@ -260,14 +260,37 @@ def test_rows_without_records_are_counted_on_the_meta_device(tmp_path, monkeypat
     assert md_row(text, "roberta-base", "mam")["#TPs ours / paper"] == "– / 46.78M"  # not implemented: not asked
     assert "match no BitFit configuration" in text
     # the head depends on the task: each row is counted with its first paper task
-    assert ("roberta-large", "lora", "cola") in asked and ("deberta-v3-base", "lora", "squad") in asked
-    assert ("bart-large", "lora", "xsum") in asked and not any(m == "mam" for _x, m, _t in asked)
+    assert ("roberta-large", "lora", "cola", ()) in asked and ("deberta-v3-base", "lora", "squad", ()) in asked
+    assert ("bart-large", "lora", "xsum", ()) in asked and not any(m == "mam" for _x, m, _t, _o in asked)
+    # Table 5's rows are Propulsion's targets: counted as method=propulsion with method.targets
+    assert ("roberta-base", "propulsion", "sst2", ("method.targets=query",)) in asked
+    # no counter (or --no-offline-counts): "–", and nothing asked
+    asked.clear()
+    assert aggregate.main([*argv, "--no-offline-counts"], count=count) == 0 and asked == []
 
 
-def test_meta_count_gives_the_papers_table_1_counts():
-    assert aggregate.meta_count("roberta-base", "lora", "cola") == 887_042
-    assert aggregate.meta_count("roberta-large", "propulsion_attn", "cola") == 73_728
-    assert aggregate.meta_count("roberta-base", "no-such-method", "cola") is None
+def test_tables_entrypoint_counts_rows_on_the_meta_device(tmp_path):
+    # A paper folder with one Table 1 row and one Table 5 row (the full tables count ~45 rows: a minute).
+    paper_dir = tmp_path / "paper"
+    paper_dir.mkdir()
+    header = "table,model,method,task,metric,value,params,note\n"
+    (paper_dir / "table1.csv").write_text(header + "1,roberta-base,lora,cola,matthews_correlation,60.09,0.89M,\n")
+    (paper_dir / "table5.csv").write_text(header + "5,roberta-base,propulsion:mlp,sst2,accuracy,92.42,0.0115M,\n")
+    argv = ["--runs", str(tmp_path / "none"), "--out", str(tmp_path / "out"), "--paper", str(paper_dir),
+            "--no-figures"]
+    assert tables.main(argv) == 0
+    text = {n: (tmp_path / "out" / "tables" / f"{n}.md").read_text() for n in ("table1", "table5")}
+    assert md_row(text["table1"], "roberta-base", "lora")["#TPs ours / paper"] == "887,042 / 0.89M"
+    # 12 x (intermediate 3072 + output 768) z entries
+    assert md_row(text["table5"], "roberta-base", "propulsion:mlp")["#TPs ours / paper"] == "46,080 / 0.0115M"
+    assert not (tmp_path / "out" / "tables" / "table2.md").exists()  # no paper rows, no records: no table
+
+
+def test_the_meta_counter_answers_none_for_names_without_a_config():
+    from propulsion.run import trainable_count
+
+    assert trainable_count("roberta-base", "no-such-method", "cola") is None
+    assert trainable_count("my-local-model", "lora", "cola") is None
 
 
 def paper(name: str) -> list[dict[str, str]]:
@@ -330,3 +353,63 @@ def test_the_average_rule_reproduces_the_papers_avg_column():
             mismatched.append((model, method))
     # The two printed averages that disagree with the paper's own cells (84.20 vs 84.01; 88.20 vs 87.11).
     assert mismatched == [("roberta-base", "bitfit"), ("roberta-large", "adalora")]
+
+
+def test_f1_columns_read_macro_f1_and_footnote_cells_with_only_binary_f1(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "mrpc", task="mrpc", paper_degree=55, metrics={"accuracy": 0.88, "f1": 0.91, "f1_macro": 0.86})
+    write_run(root, "qqp", task="qqp", metrics={"accuracy": 0.89, "f1": 0.87})  # a record from before f1_macro
+    table = run_main(root, tmp_path / "out")["table1.md"]
+    row = md_row(table, "roberta-base", "propulsion")
+    assert row["MRPC F1"] == "86.00 (n=1) / 85.99 [+0.01]"  # macro, not the binary 91
+    assert row["QQP F1"] == "87.00 (n=1) / 86.53 [+0.47]"
+    assert ("roberta-base / propulsion: QQP F1 had only GLUE's binary F1 (no f1_macro in the records): not the "
+            "paper's macro F1.") in table
+    assert "MRPC F1 had only" not in table
+    csv_rows = list(csv.DictReader((tmp_path / "out" / "tables" / "table1.csv").open()))
+    metric = {r["column"]: r["metric"] for r in csv_rows if (r["model"], r["method"]) == ("roberta-base", "propulsion")}
+    assert metric["MRPC F1"] == "f1_macro" and metric["QQP F1"] == "f1"
+
+
+def test_table_1_takes_the_authors_and_paper_presets_and_prefers_authors_for_propulsion(tmp_path):
+    root = tmp_path / "runs"
+    # Propulsion: a newer paper-preset run and an older authors-preset run (degree 55, as the notebooks) on SST-2.
+    write_run(root, "paper", metrics={"accuracy": 0.91}, trainer={"preset": "paper"},
+              finished_at="2026-02-01T00:00:00Z")
+    write_run(root, "authors", degree=55, metrics={"accuracy": 0.93}, trainer={"preset": "authors", "lr": 2e-4},
+              finished_at="2026-01-01T00:00:00Z")
+    write_run(root, "quick", task="rte", metrics={"accuracy": 0.60}, trainer={"preset": "quick"})
+    # LoRA: no preference between the two presets; the paper preset alone fills on protocol.
+    write_run(root, "lora", method="lora", metrics={"accuracy": 0.92}, trainer={"preset": "paper"})
+    table = run_main(root, tmp_path / "out")["table1.md"]
+    row = md_row(table, "roberta-base", "propulsion")
+    assert row["SST-2"].startswith("93.00 (n=1)")  # authors first, though older and off §4.2's degree
+    assert "SST-2 comes from runs off" not in table
+    assert "roberta-base / propulsion: RTE comes from runs off the paper's protocol (trainer.preset=quick)." in table
+    assert "roberta-base / propulsion: trainer preset of the filled cells: authors (SST-2); quick (RTE)." in table
+    assert "roberta-base / lora: trainer preset of the filled cells: paper (SST-2)." in table
+    # Outside Table 1 only the paper preset is the protocol: Table 5's All row takes the paper run.
+    table5 = run_main(root, tmp_path / "out5")["table5.md"]
+    assert md_row(table5, "roberta-base", "propulsion:all")["SST-2"].startswith("91.00 (n=1)")
+
+
+def test_records_without_a_preset_keep_todays_ranking(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "old", metrics={"accuracy": 0.93}, finished_at="2026-01-01T00:00:00Z")
+    write_run(root, "new", metrics={"accuracy": 0.80}, trainer={"lr": 1.0}, finished_at="2026-02-01T00:00:00Z")
+    table = run_main(root, tmp_path / "out")["table1.md"]
+    assert md_row(table, "roberta-base", "propulsion")["SST-2"].startswith("93.00 (n=1)")
+    assert "trainer preset of the filled cells" not in table
+
+
+def test_notes_state_what_the_papers_numbers_show():
+    t1, t5 = paper("table1"), paper("table5")
+    # Table 5's K+Q+V row against Table 1's Propulsion(Attn): the tasks that differ, computed
+    differ = [t for t in ("sst2", "mrpc", "qqp", "qnli", "rte")
+              if value(t5, method="propulsion:attn", task=t)
+              != value(t1, model="roberta-base", method="propulsion_attn", task=t, metric="accuracy")]
+    assert differ == ["sst2", "qqp"]
+    note = aggregate.NOTES["table5"][0]
+    assert "SST-2 (92.72 vs 92.03) and QQP (85.82 vs 86.73)" in note and "QNLI" not in note
+    assert "roberta-base / bitfit" in aggregate.NOTES["table1"][1] and "roberta-large / adalora" in \
+        aggregate.NOTES["table1"][1]

@@ -33,7 +33,8 @@ def runs(tmp_path):
     record = records.read_record(path)
     record["config"]["trainer"]["lr"] = 1.0
     records.write_json_atomic(path, record)
-    bench = records.new_record(family="bench", status="completed", finished_at="2026-01-02T00:00:00Z",
+    bench = records.new_record(family="bench", status="completed", model="roberta-base",
+                               finished_at="2026-01-02T00:00:00Z",
                                bench=[{"method": "propulsion", "trainable": 86_018, "step_time_s": 2.9,
                                        "saved_activation_bytes": 2**30, "peak_memory_bytes": 2**31,
                                        "peak_memory_kind": "estimate_weights_state_grads_saved"},
@@ -59,6 +60,8 @@ def drawn(monkeypatch):
             elif any(label.isalpha() for label in labels):  # categorical x axis (init, pooling)
                 content[f"ticks{index}"] = (labels, [])
         seen[name] = content
+        suptitle = fig._suptitle.get_text() if fig._suptitle else None  # matplotlib keeps no public getter
+        seen.setdefault("titles", {})[name] = [t for t in [suptitle] + [ax.get_title() for ax in fig.axes] if t]
         figures.plt.close(fig)
         return name
 
@@ -91,12 +94,13 @@ def test_curves_and_efficiency_bars(runs, tmp_path, drawn):
     bars = drawn["fig3_efficiency"]
     assert bars["bars0:parameters"] == (["lora", "propulsion"], [0.887, 0.086])
     assert bars["bars2:wall time / step"] == (["lora", "propulsion"], [2.0, 0.5])
-    assert bars["bars3:make bench: step time"] == (["lora", "propulsion"], [3.0, 2.9])
+    assert bars["bars3:make bench (roberta-base, random init): step time"] == (["lora", "propulsion"], [3.0, 2.9])
     memory = drawn["fig4_memory"]
     assert memory["bars0:peak memory (process_peak_rss)"] == (["lora", "propulsion"], [2.0, 1.0])
     # a row without peak memory is left out of that panel; a CPU estimate says so in the title
-    assert memory["bars1:make bench: peak memory (estimate)"] == (["propulsion"], [2.0])
-    assert memory["bars2:make bench: saved activations"] == (["lora", "propulsion"], [0.5, 1.0])
+    assert memory["bars1:make bench (roberta-base, random init): peak memory (estimate)"] == (["propulsion"], [2.0])
+    assert memory["bars2:make bench (roberta-base, random init): saved activations"] == (["lora", "propulsion"],
+                                                                                        [0.5, 1.0])
 
 
 def test_ablation_sweeps(runs, tmp_path, drawn):
@@ -126,3 +130,36 @@ def test_main_value_scales_glue_only():
                                "metrics": {"matched/accuracy": 0.5}}) == 50.0
     assert figures.main_value({"family": "qa", "main_metric": "f1", "metrics": {"f1": 88.0}}) == 88.0
     assert figures.main_value({"family": "qa", "main_metric": "f1", "metrics": {}}) is None
+
+
+def test_titles_name_model_task_and_protocol(runs, tmp_path, drawn):
+    make(runs, tmp_path)
+    titles = drawn["titles"]
+    assert titles["fig3_convergence"] == ["as paper Figure 3 (left): convergence per method\n"
+                                          "roberta-base · sst2 · paper protocol"]
+    assert titles["fig3_efficiency"][0] == "as paper Figure 3 (right): efficiency\nroberta-base · sst2 · paper protocol"
+    # fig5 (left) draws SST-2 and QNLI: the task goes into the legend, model and protocol into the title
+    assert titles["fig5_degree"] == ["as paper Figure 5 (left): metric vs degree\nroberta-base · paper protocol"]
+
+
+def test_off_protocol_runs_say_so_and_never_pass_for_the_papers_figure(tmp_path, drawn):
+    # `make tables` over two small-model SST-2 quick runs (the issue's case): the title names the model, the task
+    # and that the runs are off the paper's protocol.
+    root = tmp_path / "runs"
+    for method in ("propulsion", "lora"):
+        write_run(root, method, method=method, model="minilm", trainer={"preset": "quick", "lr": 1e-2},
+                  task_settings={"max_train_samples": 64}, evaluations=evals((10, 0.6), (20, 0.7)))
+    make(root, tmp_path)
+    (title,) = drawn["titles"]["fig3_convergence"]
+    title = title.replace("\n", " ")  # the protocol line wraps
+    assert title == ("as paper Figure 3 (left): convergence per method "
+                     "minilm · sst2 · off the paper's protocol: task.max_train_samples, trainer.preset=quick")
+    # A paper-protocol Propulsion run beside them is chosen first (the tables' rule); its protocol now differs from
+    # LoRA's, so each line's label names its own.
+    write_run(root, "paper-run", model="minilm", seed=1, metrics={"accuracy": 0.9},
+              evaluations=evals((10, 0.8), (20, 0.9), (30, 0.9)))
+    make(root, tmp_path)
+    assert {label.replace("\n", " ") for label in drawn["fig3_convergence"]} == {
+        "propulsion · paper protocol (n=1)",
+        "lora · off the paper's protocol: task.max_train_samples, trainer.preset=quick (n=1)"}
+    assert drawn["titles"]["fig3_convergence"] == ["as paper Figure 3 (left): convergence per method\nminilm · sst2"]

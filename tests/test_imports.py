@@ -1,0 +1,112 @@
+"""The package's import graph, read statically (ast): no cycle inside propulsion/, only run.py knows Hydra, and the
+tables and figures never reach up to the entrypoint or the training stack."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import propulsion
+
+PACKAGE = Path(propulsion.__file__).resolve().parent
+
+
+def module_name(path: Path, root: Path = PACKAGE) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """Every import anywhere in a module (function-level ones too) to another module of the package."""
+    modules = {module_name(p, root): p for p in root.rglob("*.py")}
+    edges: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative import
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([base] if base else []))
+                # `from pkg import sub` imports the submodule pkg.sub when there is one, else a name of pkg
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            else:
+                continue
+            edges[name] |= {t for t in targets if t in modules and t != name}
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def reaches(edges: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in edges[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_the_cycle_finder_finds_a_cycle(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from pkg import b\n")  # a function-level import counts too
+    (package / "b.py").write_text("from pkg.c import x\n")
+    (package / "c.py").write_text("from . import a\nx = 1\n")
+    (package / "d.py").write_text("import pkg.a\n")
+    assert cycles(graph(package)) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+def test_no_import_cycle_in_the_package():
+    assert cycles(graph()) == []
+
+
+def test_tables_and_figures_do_not_reach_the_entrypoint_or_the_training_stack():
+    edges = graph()
+    assert edges["propulsion.aggregate"] >= {"propulsion.selection", "propulsion.figures"}
+    assert "propulsion.selection" in edges["propulsion.figures"]
+    for module in ("propulsion.aggregate", "propulsion.figures", "propulsion.selection"):
+        assert not reaches(edges, module) & {"propulsion.run", "propulsion.experiment", "propulsion.training"}, module
+
+
+def test_only_run_py_imports_hydra():
+    users = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if any(n.split(".")[0] in ("hydra", "omegaconf") for n in names):
+                users.add(module_name(path))
+    assert users == {"propulsion.run"}
