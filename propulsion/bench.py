@@ -32,12 +32,12 @@ from typing import Any
 
 import torch
 import yaml
-from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import RobertaConfig, RobertaForSequenceClassification
 
 from propulsion import records
 from propulsion.adapt import apply_method, propulsion_config
 from propulsion.method import PropulsionModel, count_parameters, scaling
+from propulsion.method._torch_compat import dispatch_mode_base
 from propulsion.specs import MethodSpec
 
 CONF_METHODS = Path(__file__).resolve().parent.parent / "conf" / "method"
@@ -81,7 +81,7 @@ def saved_activation_bytes(run_forward: Callable[[], Any], exclude: list[torch.T
     return sum(storages.values()), output
 
 
-class _OperationCounter(TorchDispatchMode):
+class _OperationCounter(dispatch_mode_base()):  # torch's private dispatch mode, via the shim
     def __init__(self):
         super().__init__()
         self.count = 0

@@ -27,7 +27,10 @@ def run_dir_for(spec: RunSpec, run_id: str) -> Path:
 def validate(spec: RunSpec):
     """Everything that can be checked before loading or writing anything; returns the task family."""
     adapt.validate(spec.method)
-    return get_family(spec.task.family)
+    family = get_family(spec.task.family)
+    if hasattr(family, "validate"):  # optional: e.g. GLUE checks the task's metrics against its labels
+        family.validate(spec.task)
+    return family
 
 
 def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:

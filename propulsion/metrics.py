@@ -6,7 +6,7 @@ returns the same values as the official script. Every public scoring function re
 
 Units (as each official script reports them):
 
-- GLUE (`glue_metrics`): fractions in [0, 1] and correlation units in [-1, 1], exactly as `evaluate`'s
+- GLUE (`score_predictions`): fractions in [0, 1] and correlation units in [-1, 1], exactly as `evaluate`'s
   "glue" metric returns them.
 - SQuAD v1.1 / v2.0 exact match and F1 (`squad_metrics`, `squad_v2_metrics`): percentages (x100), as the
   official evaluation scripts print them. Counts (``total``, ``*_total``) are plain counts.
@@ -35,54 +35,49 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 # GLUE
 # --------------------------------------------------------------------------------------------------------
 
-# Task -> metric family, the same task names `evaluate`'s "glue" metric accepts.
-_GLUE_KIND = {
-    "cola": "mcc",
-    "sst2": "accuracy",
-    "mnli": "accuracy",
-    "mnli_matched": "accuracy",
-    "mnli_mismatched": "accuracy",
-    "qnli": "accuracy",
-    "rte": "accuracy",
-    "wnli": "accuracy",
-    "hans": "accuracy",
-    "mrpc": "accuracy_f1",
-    "qqp": "accuracy_f1",
-    "stsb": "correlation",
-}
-GLUE_TASKS: tuple[str, ...] = tuple(_GLUE_KIND)
-
 
 def _accuracy(predictions: np.ndarray, references: np.ndarray) -> float:
     """Fraction of positions where prediction equals reference."""
     return float((predictions == references).mean())
 
 
-def glue_metrics(task: str, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
-    """Score one GLUE task; same keys and values as `evaluate.load("glue", task).compute(...)`.
+def _pearson(predictions: np.ndarray, references: np.ndarray) -> float:
+    return float(pearsonr(predictions.astype(float), references.astype(float))[0])
 
-    cola -> matthews_correlation; sst2/mnli*/qnli/rte/wnli/hans -> accuracy; mrpc/qqp -> accuracy and the
-    binary F1 of the positive class (label 1); stsb -> pearson and spearmanr of float scores.
+
+def _spearman(predictions: np.ndarray, references: np.ndarray) -> float:
+    return float(spearmanr(predictions.astype(float), references.astype(float))[0])
+
+
+# Metric name (the key it is reported under, as `evaluate`'s "glue" metric names it) -> function of
+# (predictions, references). A task lists the ones it reports in its YAML (`task.metrics`).
+CLASSIFICATION_METRICS = {
+    "accuracy": _accuracy,
+    "f1": lambda p, r: float(f1_score(y_true=r, y_pred=p)),  # binary F1 of the positive class (label 1)
+    "matthews_correlation": lambda p, r: float(matthews_corrcoef(r, p)),
+    "pearson": _pearson,  # regression: float scores
+    "spearmanr": _spearman,
+}
+REGRESSION_METRICS = ("pearson", "spearmanr")  # the ones that read scores, not class ids
+
+
+def score_predictions(names: Sequence[str], predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+    """The named metrics of class ids (or regression scores); same keys and values as `evaluate`'s "glue" metric.
+
+    GLUE reports: cola [matthews_correlation]; sst2, mnli, qnli, rte [accuracy]; mrpc, qqp [accuracy, f1];
+    stsb [pearson, spearmanr] (each task's YAML lists its own).
     """
-    if task not in _GLUE_KIND:
-        raise ValueError(f"unknown GLUE task {task!r}; valid tasks: {', '.join(GLUE_TASKS)}")
+    unknown = [name for name in names if name not in CLASSIFICATION_METRICS]
+    if unknown or not names:
+        raise ValueError(f"unknown metric(s) {unknown or list(names)}; valid choices: "
+                         f"{', '.join(CLASSIFICATION_METRICS)}")
     preds, refs = np.asarray(predictions), np.asarray(references)
     if preds.shape != refs.shape or preds.ndim != 1 or len(preds) == 0:
         raise ValueError(
             f"predictions and references must be non-empty 1-D and of equal length, got shapes "
             f"{preds.shape} and {refs.shape}"
         )
-    kind = _GLUE_KIND[task]
-    if kind == "mcc":
-        return {"matthews_correlation": float(matthews_corrcoef(refs, preds))}
-    if kind == "accuracy":
-        return {"accuracy": _accuracy(preds, refs)}
-    if kind == "accuracy_f1":
-        return {"accuracy": _accuracy(preds, refs), "f1": float(f1_score(y_true=refs, y_pred=preds))}
-    return {
-        "pearson": float(pearsonr(preds.astype(float), refs.astype(float))[0]),
-        "spearmanr": float(spearmanr(preds.astype(float), refs.astype(float))[0]),
-    }
+    return {name: CLASSIFICATION_METRICS[name](preds, refs) for name in names}
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -92,6 +92,9 @@ def _repo_root(where: Path) -> Path:
 # What a run computes is its resolved config less where and how it is written and executed.
 NOT_IDENTITY = ("logger", "output_root", "run_name", "skip_completed", "resume", "save_adapter")
 TRAINER_NOT_IDENTITY = ("checkpoint_every", "keep_checkpoint", "num_workers")
+# Which metrics are reported beside the main one changes neither what is trained nor which checkpoint is chosen
+# (task.main_metric does); runs recorded before tasks listed their metrics keep their identity.
+TASK_NOT_IDENTITY = ("metrics",)
 
 
 def metric_value(metrics: dict[str, Any] | None, name: str) -> Any:
@@ -108,6 +111,8 @@ def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
     if isinstance(identity.get("trainer"), dict):
         identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in TRAINER_NOT_IDENTITY}
+    if isinstance(identity.get("task"), dict):
+        identity["task"] = {k: v for k, v in identity["task"].items() if k not in TASK_NOT_IDENTITY}
     if (identity.get("method") or {}).get("kind") != "propulsion":
         identity.pop("degree", None)
     return identity

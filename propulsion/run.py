@@ -18,6 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from propulsion.specs import RunSpec, UserError
 
@@ -25,18 +26,32 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 CHECKED_GROUPS = ("model", "task", "method", "trainer", "logger")
 
 
-def group_choices(group: str) -> list[str]:
-    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+def group_choices(group: str, config_dirs: tuple[str | Path, ...] = ()) -> list[str]:
+    """The options of a config group: conf/<group>/*.yaml plus <dir>/<group>/*.yaml of each --config-dir."""
+    folders = [CONF_DIR / group, *(Path(folder) / group for folder in config_dirs)]
+    return sorted({path.stem for folder in folders for path in folder.glob("*.yaml")})
+
+
+def config_dirs(argv: list[str]) -> tuple[str, ...]:
+    """The folders named by --config-dir/-cd (Hydra adds them to the search path: experiments, a user's tasks)."""
+    found = []
+    for position, argument in enumerate(argv):
+        if argument in ("--config-dir", "-cd") and position + 1 < len(argv):
+            found.append(argv[position + 1])
+        elif argument.startswith("--config-dir="):
+            found.append(argument.partition("=")[2])
+    return tuple(found)
 
 
 def check_choices(argv: list[str]) -> str | None:
     """One line for an unknown model/task/method/... name, before Hydra prints its multi-line report."""
+    extra = config_dirs(argv)
     for argument in argv:
         key, sep, value = argument.partition("=")
         if not sep or key.lstrip("+~") not in CHECKED_GROUPS:
             continue
         group = key.lstrip("+~")
-        valid = group_choices(group)
+        valid = group_choices(group, extra)
         for choice in value.split(","):  # a sweep lists several
             if choice and choice not in valid:
                 return f"error: unknown {group} {choice!r}; valid choices: {', '.join(valid)}"
@@ -44,7 +59,11 @@ def check_choices(argv: list[str]) -> str | None:
 
 
 def to_spec(cfg: DictConfig) -> tuple[RunSpec, dict]:
-    config = OmegaConf.to_container(cfg, resolve=True)
+    try:  # a ??? key (e.g. in conf/_glue_task.yaml) that the task's YAML left unset is one line, not a traceback
+        config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as error:
+        raise UserError(f"{error.full_key} must be set (it has no default); add it to the config or the "
+                        f"command line") from None
     return RunSpec.from_dict(config), config
 
 

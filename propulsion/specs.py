@@ -62,6 +62,9 @@ class TaskSpec:
     eval_splits: dict[str, str] = field(default_factory=lambda: {"validation": "validation"})
     size: str = "large"
     main_metric: str = "accuracy"
+    # What the family reports on every evaluation, for a family that lets the task choose (GLUE: the YAML's list);
+    # empty: the family's fixed set (QA, summarization, reasoning).
+    metrics: list[str] = field(default_factory=list)
     degree: int | None = None
     max_length: int = 512
     max_train_samples: int | None = None
@@ -76,6 +79,9 @@ class TaskSpec:
         _choice("task.source", self.source, SOURCES)
         if self.size not in ("small", "large"):
             raise UserError(f"unknown task.size {self.size!r}; valid choices: small, large")
+        if self.metrics and self.main_metric.split("/")[-1] not in self.metrics:  # "matched/accuracy" -> accuracy
+            raise UserError(f"task.main_metric {self.main_metric!r} is not one of task.metrics; valid choices: "
+                            f"{', '.join(self.metrics)}")
 
     @property
     def is_regression(self) -> bool:

@@ -11,11 +11,11 @@ from propulsion.metrics import (
     extract_aqua_choice,
     extract_commonsense_answer,
     extract_number,
-    glue_metrics,
     is_math_correct,
     normalize_answer,
     reasoning_accuracy,
     rouge_metrics,
+    score_predictions,
     split_sentences,
     squad_exact,
     squad_f1,
@@ -28,11 +28,18 @@ approx = pytest.approx
 # ---------------------------------------------------------------------------------------------- GLUE
 
 
+def _glue_metrics(task: str) -> list[str]:
+    """The metrics a shipped GLUE task's YAML lists (composed, so its shared base counts too)."""
+    from propulsion.run import compose_spec
+
+    return compose_spec([f"task={task}"])[0].task.metrics
+
+
 def test_cola_mcc_from_confusion_matrix():
     # TP=3, FN=1, TN=3, FP=1 -> (3*3 - 1*1) / sqrt(4*4*4*4) = 8/16.
     refs = [1, 1, 1, 0, 0, 0, 1, 0]
     preds = [1, 1, 0, 0, 0, 1, 1, 0]
-    assert glue_metrics("cola", preds, refs) == {"matthews_correlation": approx(0.5)}
+    assert score_predictions(_glue_metrics("cola"), preds, refs) == {"matthews_correlation": approx(0.5)}
 
 
 def test_mrpc_accuracy_and_positive_class_f1():
@@ -40,42 +47,45 @@ def test_mrpc_accuracy_and_positive_class_f1():
     refs = [1, 1, 1, 1, 0, 0]
     preds = [1, 1, 0, 1, 1, 0]
     for task in ("mrpc", "qqp"):
-        assert glue_metrics(task, preds, refs) == {"accuracy": approx(2 / 3), "f1": approx(0.75)}
+        assert score_predictions(_glue_metrics(task), preds, refs) == {"accuracy": approx(2 / 3), "f1": approx(0.75)}
 
 
 def test_accuracy_tasks():
-    for task in ("sst2", "qnli", "rte", "mnli", "wnli"):
-        assert glue_metrics(task, [0, 1, 2, 1], [0, 1, 1, 1]) == {"accuracy": approx(0.75)}
+    for task in ("sst2", "qnli", "rte", "mnli"):
+        assert score_predictions(_glue_metrics(task), [0, 1, 2, 1], [0, 1, 1, 1]) == {"accuracy": approx(0.75)}
 
 
 def test_stsb_pearson_and_spearman_with_ties():
+    assert _glue_metrics("stsb") == ["pearson", "spearmanr"]
     # Pearson: dx = [-1.5,-.5,.5,1.5], dy = [-3,-1,0,4] -> 11 / sqrt(5 * 26).
-    out = glue_metrics("stsb", [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 5.0, 9.0])
+    out = score_predictions(["pearson", "spearmanr"], [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 5.0, 9.0])
     assert out["pearson"] == approx(11 / math.sqrt(130))
     assert out["spearmanr"] == approx(1.0)
     # Tied predictions get average ranks [1, 2.5, 2.5, 4]: Pearson of ranks = 4.5 / sqrt(4.5 * 5) = 0.9487;
     # the no-ties shortcut 1 - 6*sum(d^2)/(n(n^2-1)) would give 0.95 instead.
-    out = glue_metrics("stsb", [1.0, 2.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0])
-    assert out["spearmanr"] == approx(3 / math.sqrt(10))
+    out = score_predictions(["spearmanr"], [1.0, 2.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0])
+    assert out == {"spearmanr": approx(3 / math.sqrt(10))}
 
 
 def test_glue_errors_and_main_metric():
-    with pytest.raises(ValueError, match="valid tasks: cola"):
-        glue_metrics("colaa", [1], [1])
+    with pytest.raises(ValueError, match=r"unknown metric\(s\) \['acc'\]; valid choices: accuracy, f1"):
+        score_predictions(["accuracy", "acc"], [1], [1])
+    with pytest.raises(ValueError, match="unknown metric"):
+        score_predictions([], [1], [1])
     with pytest.raises(ValueError, match="equal length"):
-        glue_metrics("sst2", [1, 0], [1])
-    # The metric that selects the best checkpoint lives in each task's YAML. It follows the GLUE fine-tuning
-    # literature the paper compares with (RoBERTa, LoRA, AdaLoRA): MCC for CoLA, Pearson for STS-B, accuracy for
-    # the rest, MRPC and QQP included (their F1 is reported beside it); and it is a key glue_metrics returns.
-    import yaml
+        score_predictions(["accuracy"], [1, 0], [1])
+    # The metrics and the one that selects the best checkpoint live in each task's YAML. The choice follows the
+    # GLUE fine-tuning literature the paper compares with (RoBERTa, LoRA, AdaLoRA): MCC for CoLA, Pearson for
+    # STS-B, accuracy for the rest, MRPC and QQP included (their F1 is reported beside it).
+    from propulsion.run import compose_spec
 
-    from propulsion.run import CONF_DIR
-
-    expected = {"cola": "matthews_correlation", "stsb": "pearson", "mnli": "matched/accuracy"}
+    expected = {"cola": ("matthews_correlation", ["matthews_correlation"]),
+                "stsb": ("pearson", ["pearson", "spearmanr"]),
+                "mnli": ("matched/accuracy", ["accuracy"]),
+                "mrpc": ("accuracy", ["accuracy", "f1"]), "qqp": ("accuracy", ["accuracy", "f1"])}
     for task in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"):
-        main = yaml.safe_load((CONF_DIR / "task" / f"{task}.yaml").read_text())["main_metric"]
-        assert main == expected.get(task, "accuracy"), task
-        assert main.split("/")[-1] in glue_metrics(task, [1.0, 0.0, 1.0], [1.0, 0.0, 0.0]), task
+        spec = compose_spec([f"task={task}"])[0].task
+        assert (spec.main_metric, spec.metrics) == expected.get(task, ("accuracy", ["accuracy"])), task
 
 
 # --------------------------------------------------------------------------------------------- SQuAD

@@ -20,6 +20,8 @@ reads every layer's |s| range at once (``scale_ranges``: one host sync per devic
 kernels, from a pre-hook that inject_propulsion installs); a layer called on its own reads its own by the same
 computation (one sync each), so both decide alike.
 Low precision: z stays float32, s is cast to the activation dtype, and the reduction runs in float32.
+The derivation of the backward (what is saved, how the gradient of s is recovered from V', when that is unsafe
+and what happens then) is the comment block above ``_backward``. Private torch APIs: ``_torch_compat`` only.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from propulsion.method import _torch_compat
 
 IMPLEMENTATIONS = ("lean", "simple")
 IMPLEMENTATION = "lean"  # "simple" is the straightforward F.linear(x, W, b) * s, kept for tests and the benchmark
@@ -80,9 +84,9 @@ def scale_ranges(bases: list[Tensor], powers: list[int] | None = None) -> list[t
         by_device.setdefault(base.device, []).append(index)
     for indices in by_device.values():
         tensors = [bases[i].detach().float() for i in indices]
-        largest = torch._foreach_norm(tensors, ord=math.inf)  # max |b|
-        inverse = torch._foreach_norm(torch._foreach_reciprocal(tensors), ord=math.inf)  # 1 / min |b| (0 -> inf)
-        total = torch._foreach_norm(tensors, ord=1)  # NaN shows here whatever a max kernel does with it
+        largest = _torch_compat.foreach_norm(tensors, ord=math.inf)  # max |b|
+        inverse = _torch_compat.foreach_norm(_torch_compat.foreach_reciprocal(tensors), ord=math.inf)  # 1/min |b|
+        total = _torch_compat.foreach_norm(tensors, ord=1)  # NaN shows here whatever a max kernel does with it
         values = torch.stack([*largest, *inverse, *total]).tolist()
         count = len(indices)
         for position, index in enumerate(indices):
@@ -131,7 +135,7 @@ def _recover(scale: Tensor, dtype: torch.dtype, scale_range: ScaleRange) -> bool
 def _transformed() -> bool:
     """Inside torch.func transforms (jacrev, vmap, functional NTKs): the custom autograd functions (host syncs,
     in-place scaling, no vmap rule) step aside for the plain expression, which has the same values."""
-    return torch._C._are_functorch_transforms_active()
+    return _torch_compat.functorch_transforms_active()
 
 
 def _tracked(*tensors: Tensor | None) -> bool:
@@ -140,6 +144,49 @@ def _tracked(*tensors: Tensor | None) -> bool:
 
 def _is_float32_or_64(tensor: Tensor) -> bool:
     return tensor.dtype in (torch.float32, torch.float64)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The lean backward: derivation
+#
+# Forward. V is a layer's output, N rows (every token of every sequence) by d features; s = pool(z ** k) is the
+# layer's scale (compute_scale, float32) and c = s.to(V.dtype) the value actually multiplied (``cast``):
+#     V'[n, j] = V[n, j] * c[j].
+# Backward. With g = dL/dV' (N x d):
+#     dL/dV[n, j] = g[n, j] * c[j]                    needs c only (d numbers)
+#     dL/dc[j]    = sum_n g[n, j] * V[n, j]           needs V: the activation autograd keeps for ``V * s``
+# and dL/ds = dL/dc (the cast's backward; reduced in float32 here). z's gradient is not computed here: autograd
+# carries dL/ds back through compute_scale, dL/dz_j = dL/ds_j * k z_j ** (k - 1) for one vector (the pooling's
+# own rule for several), so these functions never see k.
+# Recovery. V' is kept instead of V: it is the output, which the next operation usually keeps anyway (shared
+# storage, no second activation). Since c[j] is the same for every row n,
+#     sum_n g[n, j] * V[n, j] = (sum_n g[n, j] * V'[n, j]) / c[j]     when c[j] != 0,
+# so the reduction runs over V' and there is ONE division per feature, after the sum (not N x d of them), by the
+# very c that multiplied V (dividing by float32 s would miss the cast's rounding in bf16 / fp16).
+# Saved for backward: V' (or V, see below) and c; _ScaledFrozenLinear also W (a parameter, no new memory) and
+# computes dL/dx = (g * c) W; _ScaledFrozenEmbedding keeps only the ids and recomputes E[ids] (exact, no
+# recovery needed).
+# Exactness. In floating point V' = fl(V * c) = V * c * (1 + e) with |e| <= unit roundoff u, as long as the
+# product is a normal number, so V'/c is V to within u (the plain path also rounds g * V: same order). The
+# recovery is unsafe where the product leaves the normal range or c carries no information:
+#   - c[j] = 0 (z_j = 0 at any k: init "zeros", or a pooled mean that cancels): V' is 0 whatever V was, and
+#     0 / 0 would give NaN;
+#   - |c[j]| tiny (|z_j| < 1 at a large k: 0.5 ** 150 is below float32's smallest normal): V * c underflows to a
+#     subnormal or to 0, losing V's digits (relative error up to 100%);
+#   - |c[j]| huge or not finite (|z_j| > 1 at a large k; fp16's max is 65504, so 2 ** 17 already overflows the
+#     cast): V * c is inf, and inf / c is not V; NaN in z makes everything NaN.
+# Rule (range_recoverable, decided on the host once per layer and forward from min |s| and max |s|):
+#     2 sqrt(tiny) <= |s| < max / 2    in the activation dtype (tiny = smallest normal).
+# Above 2 sqrt(tiny), an entry of V that still lands in the subnormals is off by at most a subnormal spacing
+# (tiny * u) before the division, so by <= tiny * u / (2 sqrt(tiny)) ~ 1e-26 after it: far below anything that
+# moves a gradient. The factors 2 absorb the cast's rounding and a range computed on the host as |z| ** k in
+# float64. (V so large that V * s overflows although s < max / 2 is an overflow of the forward itself: the plain
+# expression's output is inf too.)
+# When the rule fails for any entry of s, the layer keeps V itself (ctx.recover = False) and the sum is
+# sum_n g * V with no division: exactly the plain expression's gradient and memory, for that layer and that
+# forward only. One decision covers the whole vector (a per-entry fallback would need V anyway). ctx.recover is
+# fixed in the forward, so gradient checkpointing's recomputation, which reads the same z, decides alike.
+# ------------------------------------------------------------------------------------------------------------
 
 
 def _backward(ctx, grad: Tensor, saved: Tensor, cast: Tensor, want_output: bool, want_scale: bool):

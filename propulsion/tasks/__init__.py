@@ -10,6 +10,7 @@ A family module provides:
     evaluate(model, dataloader, task, tokenizer, accelerator, output_dir=None) -> {metric: value}
                                                        output_dir: the run folder on the final test evaluation
                                                        (per-example predictions may go there), else None
+    validate(task) -> None                             (optional) raise UserError for a task the family cannot run
     apply_protocol(task, raw, protocol, seed) -> data.Splits   (optional; default: data.apply_protocol)
     load_raw(task, sample_splits) -> DatasetDict       (optional; default: data.load_raw)
 """

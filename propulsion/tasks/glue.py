@@ -1,4 +1,8 @@
-"""GLUE: sequence classification (and STS-B regression) on nyu-mll/glue or local files."""
+"""GLUE: sequence classification (and STS-B regression) on nyu-mll/glue or local files.
+
+Every GLUE task is data: conf/_glue_task.yaml holds what they share, conf/task/<name>.yaml what differs, the
+metrics it reports (task.metrics) included. Nothing here depends on the task's name.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,32 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from propulsion import metrics
-from propulsion.specs import TaskSpec
+from propulsion.specs import TaskSpec, UserError
 from propulsion.tasks import samples
 
 MODEL_KIND = "sequence-classification"
+
+
+def validate(task: TaskSpec) -> None:
+    """The task's metrics exist and fit its labels; raised before anything is loaded or written."""
+    if not task.metrics:
+        raise UserError(f"task {task.name!r} lists no metrics; set task.metrics to some of: "
+                        f"{', '.join(metrics.CLASSIFICATION_METRICS)}")
+    unknown = [name for name in task.metrics if name not in metrics.CLASSIFICATION_METRICS]
+    if unknown:
+        raise UserError(f"unknown task.metrics {unknown}; valid choices: {', '.join(metrics.CLASSIFICATION_METRICS)}")
+    # Correlations read regression scores, the others class ids; binary F1 needs exactly two classes.
+    if task.is_regression:
+        wrong = [name for name in task.metrics if name not in metrics.REGRESSION_METRICS]
+    else:
+        wrong = [name for name in task.metrics if name in metrics.REGRESSION_METRICS
+                 or (name == "f1" and task.num_labels != 2)]
+    if wrong:
+        kind = "a regression task (num_labels 1)" if task.is_regression else f"{task.num_labels} classes"
+        valid = (metrics.REGRESSION_METRICS if task.is_regression else
+                 [m for m in metrics.CLASSIFICATION_METRICS if m not in metrics.REGRESSION_METRICS
+                  and (m != "f1" or task.num_labels == 2)])
+        raise UserError(f"task.metrics {wrong} do not fit {kind}; valid choices: {', '.join(valid)}")
 
 
 def model_overrides(task: TaskSpec) -> dict[str, Any]:
@@ -47,7 +73,7 @@ def collator(tokenizer):
 
 @torch.no_grad()
 def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_dir=None) -> dict[str, float]:
-    """Predictions over the whole split (gathered across processes), then the official GLUE metric."""
+    """Predictions over the whole split (gathered across processes), then the task's metrics (task.metrics)."""
     model.eval()
     predictions, references = [], []
     for batch in dataloader:
@@ -58,4 +84,4 @@ def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_d
         else:
             predictions.append(logits.argmax(-1).cpu().numpy())
         references.append(labels.cpu().numpy())
-    return metrics.glue_metrics(task.name, np.concatenate(predictions), np.concatenate(references))
+    return metrics.score_predictions(task.metrics, np.concatenate(predictions), np.concatenate(references))

@@ -9,7 +9,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from propulsion.method.config import INITS, POOLINGS, PRESETS
-from propulsion.run import CONF_DIR, group_choices
+from propulsion.run import CHECKED_GROUPS, compose_spec, group_choices
 from tests.suite.helpers import REPO, records_under, run_cli
 
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
@@ -37,7 +37,13 @@ def test_sweep_values_are_valid_choices(path: Path):
                 assert value in group_choices(key), (path.stem, key, value)
             elif key in VALID:
                 assert value in VALID[key], (path.stem, key, value)
-    assert (CONF_DIR / "config.yaml").exists()
+    # Every swept key names a group or a key of the composed config: a misspelt key (method.num_vector) would
+    # otherwise be appended by Hydra or skipped by the checks above.
+    default = OmegaConf.create(compose_spec([])[1])
+    absent = object()
+    unknown = [key for key in params
+               if key not in CHECKED_GROUPS and OmegaConf.select(default, key, default=absent) is absent]
+    assert not unknown, (path.stem, unknown)
 
 
 def test_an_experiment_runs_as_written(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -178,7 +177,10 @@ def test_a_script_dataset_gets_the_converted_copy_named(tmp_path):
 
 def test_unreachable_dataset_names_the_dataset_and_the_fix(tmp_path):
     result = run_cli(*QUICK, "task=rte", f"output_root={tmp_path}")
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr[-2000:]  # a UserError, not a crash
+    assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert "nyu-mll/glue" in last and "task.data_files=" in last
-    json.dumps(last)
+    assert last.startswith("error: could not load dataset 'nyu-mll/glue' (rte) from the hub (")
+    assert "task.data_files={train: ..., validation: ...}" in last
+    (record,) = records_under(tmp_path)
+    assert record["status"] == "failed"  # complete and marked, never half-written
