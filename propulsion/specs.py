@@ -15,6 +15,7 @@ PRECISIONS = ("no", "fp16", "bf16")
 # transformers.get_scheduler names that need nothing but warm-up and total steps, and step() without a metric.
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
+SELECT_ON = ("metric", "loss")  # the best checkpoint by the task's metric, or by dev loss (HF's default)
 METHOD_KINDS = ("propulsion", "peft", "bitfit", "full")
 
 
@@ -108,6 +109,7 @@ class MethodSpec:
 @dataclass
 class TrainerSpec:
     name: str = "paper"
+    preset: str = "paper"  # the trainer preset chosen (paper | authors | quick | ...): the tables tell protocols apart
     lr: float | None = None
     batch_size: int | None = None
     eval_batch_size: int = 64
@@ -126,11 +128,16 @@ class TrainerSpec:
     checkpoint_every: int = 100
     keep_checkpoint: bool = False
     num_workers: int = 0
+    restarts: int = 0  # rounds after the first, each from the previous round's best model (Trainer.train() again)
+    select_on: str = "metric"  # metric: the task's main metric | loss: dev loss, lower is better
 
     def __post_init__(self) -> None:
         _choice("trainer.precision", self.precision, PRECISIONS)
         _choice("trainer.optimizer", self.optimizer, ("adamw",))
         _choice("trainer.scheduler", self.scheduler, SCHEDULERS)
+        _choice("trainer.select_on", self.select_on, SELECT_ON)
+        if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) or self.restarts < 0:
+            raise UserError(f"trainer.restarts must be an integer >= 0, got {self.restarts!r}")
         for key in ("eval_every", "checkpoint_every", "gradient_accumulation_steps", "eval_batch_size"):
             if int(getattr(self, key)) < 1:
                 raise UserError(f"trainer.{key} must be >= 1, got {getattr(self, key)!r}")
