@@ -1,5 +1,7 @@
-"""Which evaluation's model is reported: the best by the task's metric, or by dev loss (lower is better), as the
-Hugging Face Trainer's ``load_best_model_at_end`` does when no metric is named (the authors' GLUE notebooks)."""
+"""Which evaluation's model is reported: the best by the task's metric; or the best by dev loss (lower is better),
+as the Hugging Face Trainer's ``load_best_model_at_end`` does when no metric is named (the authors' GLUE
+notebooks); or the last one (``final``: the authors' SST-2 notebook saves no checkpoint before the end, so nothing
+is selected)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from propulsion.specs import SELECT_ON
 
 @dataclass(frozen=True)
 class Selection:
-    on: str                      # "metric" | "loss"
+    on: str                      # "metric" | "loss" | "final"
     main_metric: str
     greater_is_better: bool = True  # for the metric; a loss is always lower-is-better
 
@@ -34,6 +36,8 @@ class Selection:
         return math.nan if value is None else value
 
     def is_better(self, value: float, best: dict[str, Any] | None) -> bool:
+        if self.on == "final":  # each evaluation replaces the one before: the last is reported
+            return True
         # A non-finite score (STS-B's Pearson of constant predictions is NaN) never becomes the best; a NaN best
         # would stay best forever, since nothing compares greater than NaN.
         if not math.isfinite(value):

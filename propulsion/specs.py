@@ -15,7 +15,7 @@ PRECISIONS = ("no", "fp16", "bf16")
 # transformers.get_scheduler names that need nothing but warm-up and total steps, and step() without a metric.
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
-SELECT_ON = ("metric", "loss")  # the best checkpoint by the task's metric, or by dev loss (HF's default)
+SELECT_ON = ("metric", "loss", "final")  # best by the task's metric, by dev loss (HF's default), or the last
 METHOD_KINDS = ("propulsion", "peft", "bitfit", "full")
 
 
@@ -129,13 +129,15 @@ class TrainerSpec:
     keep_checkpoint: bool = False
     num_workers: int = 0
     restarts: int = 0  # rounds after the first, each from the previous round's best model (Trainer.train() again)
-    select_on: str = "metric"  # metric: the task's main metric | loss: dev loss, lower is better
+    restart_optimizer: str = "keep"  # keep: AdamW's state carries into a restart, as in HF | fresh: a new AdamW
+    select_on: str = "metric"  # metric: the task's main metric | loss: dev loss, lower is better | final: no choice
 
     def __post_init__(self) -> None:
         _choice("trainer.precision", self.precision, PRECISIONS)
         _choice("trainer.optimizer", self.optimizer, ("adamw",))
         _choice("trainer.scheduler", self.scheduler, SCHEDULERS)
         _choice("trainer.select_on", self.select_on, SELECT_ON)
+        _choice("trainer.restart_optimizer", self.restart_optimizer, ("keep", "fresh"))
         if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) or self.restarts < 0:
             raise UserError(f"trainer.restarts must be an integer >= 0, got {self.restarts!r}")
         for key in ("eval_every", "checkpoint_every", "gradient_accumulation_steps", "eval_batch_size"):

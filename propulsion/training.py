@@ -90,7 +90,8 @@ def train(
     n_steps = round_steps * (1 + spec.restarts)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer, scheduler = _optimizer_and_schedule(model, spec, round_steps, accelerator.num_processes)
+    optimizer = _optimizer(model, spec)
+    scheduler = _schedule(optimizer, spec, round_steps, accelerator.num_processes)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     dev_loaders = {alias: accelerator.prepare(DataLoader(data, batch_size=spec.eval_batch_size, collate_fn=collate))
                    for alias, data in dev_sets.items()}
@@ -118,14 +119,18 @@ def train(
         round_ = state.step // round_steps
         if state.step == round_ * round_steps and round_ > 0:
             # A restart, as a second Trainer.train(): from the previous round's best model (its final one where
-            # nothing was selected), with a fresh optimizer, schedule and selection. Checkpoints are never written
-            # at a round's last step, so a resumed run never lands here with the round already begun.
+            # nothing was selected), with a fresh schedule and selection. The HF Trainer keeps its optimizer (and
+            # AdamW's moments) across train() calls and only rebuilds the scheduler (transformers' trainer.py:
+            # create_optimizer runs `if self.optimizer is None`; `_created_lr_scheduler` resets the schedule):
+            # restart_optimizer=keep does that, fresh starts AdamW anew. Checkpoints are never written at a
+            # round's last step, so a resumed run never lands here with the round already begun.
             state.rounds.append(_round_summary(round_ - 1, state.best))
             if best_state:
                 load_trainable_state(accelerator.unwrap_model(model), best_state)
             state.best, best_state = None, {}
-            optimizer, scheduler = accelerator.prepare(*_optimizer_and_schedule(
-                accelerator.unwrap_model(model), spec, round_steps, accelerator.num_processes))
+            if spec.restart_optimizer == "fresh":
+                optimizer = accelerator.prepare(_optimizer(accelerator.unwrap_model(model), spec))
+            scheduler = accelerator.prepare(_schedule(optimizer, spec, round_steps, accelerator.num_processes))
         local = state.step - round_ * round_steps  # steps done in this round
         epoch = local // steps_per_epoch
         while local < round_steps:
@@ -198,17 +203,19 @@ def train(
     )
 
 
-def _optimizer_and_schedule(model: torch.nn.Module, spec: TrainerSpec, round_steps: int, processes: int):
-    """AdamW over the trainable parameters and the schedule of one round (one Trainer.train())."""
+def _optimizer(model: torch.nn.Module, spec: TrainerSpec) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (weight decay by :func:`decay_groups`)."""
     decayed, undecayed = decay_groups(model, spec.decay_norm_and_bias)
-    optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": spec.weight_decay},
-                                   {"params": undecayed, "weight_decay": 0.0}], lr=spec.lr)
+    return torch.optim.AdamW([{"params": decayed, "weight_decay": spec.weight_decay},
+                              {"params": undecayed, "weight_decay": 0.0}], lr=spec.lr)
+
+
+def _schedule(optimizer, spec: TrainerSpec, round_steps: int, processes: int):
+    """The learning-rate schedule of one round (one Trainer.train()), from warm-up."""
     # accelerate steps a prepared scheduler once per process at every optimizer step (it assumes each process
     # saw its own share of a num_processes-times larger batch), so the schedule is laid out in those units.
-    scheduler = get_scheduler(spec.scheduler, optimizer,
-                              num_warmup_steps=min(spec.warmup_steps, round_steps) * processes,
-                              num_training_steps=round_steps * processes)
-    return optimizer, scheduler
+    return get_scheduler(spec.scheduler, optimizer, num_warmup_steps=min(spec.warmup_steps, round_steps) * processes,
+                         num_training_steps=round_steps * processes)
 
 
 def _round_summary(round_: int, best: dict[str, Any] | None) -> dict[str, Any]:
