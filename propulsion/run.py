@@ -55,12 +55,13 @@ def compose_spec(overrides: list[str]) -> tuple[RunSpec, dict]:
         return to_spec(compose(config_name="config", overrides=overrides))
 
 
-def parameter_count(model: str, method: str, task: str) -> dict:
-    """Trainable / total parameters of model × method × task on the meta device: no download, no training."""
+def parameter_count(model: str, method: str, task: str, *overrides: str) -> dict:
+    """Trainable / total parameters of model × method × task (plus any overrides, e.g. trainer=authors) on the
+    meta device: no download, no training."""
     from propulsion import adapt, models
     from propulsion.tasks import get_family
 
-    spec, _ = compose_spec([f"model={model}", f"method={method}", f"task={task}"])
+    spec, _ = compose_spec([f"model={model}", f"method={method}", f"task={task}", *overrides])
     family = get_family(spec.task.family)
     config = models.load_config(spec.model, **family.model_overrides(spec.task))
     return adapt.count_parameters_on_meta(config, spec.method, family.MODEL_KIND)
