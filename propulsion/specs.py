@@ -118,6 +118,7 @@ class TrainerSpec:
     weight_decay: float | None = None
     decay_norm_and_bias: bool = False  # False: the HF Trainer's rule (biases and norm weights undecayed)
     warmup_steps: int = 0
+    warmup_ratio: float | None = None  # if set, warm-up = ceil(ratio x a round's steps), as HF's warmup_ratio
     scheduler: str = "linear"
     optimizer: str = "adamw"
     max_grad_norm: float | None = 1.0
@@ -146,7 +147,8 @@ class TrainerSpec:
         # null takes the task's paper value (with_task_defaults); a given value must make sense.
         for key, minimum, strict in (("lr", 0, True), ("batch_size", 1, False), ("epochs", 0, True),
                                      ("max_steps", 1, False), ("weight_decay", 0, False), ("warmup_steps", 0, False),
-                                     ("max_grad_norm", 0, False)):  # max_grad_norm 0 or null: no clipping
+                                     ("max_grad_norm", 0, False),  # max_grad_norm 0 or null: no clipping
+                                     ("warmup_ratio", 0, False)):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise UserError(f"trainer.{key} must be a number, got {value!r}")

@@ -214,7 +214,8 @@ def _schedule(optimizer, spec: TrainerSpec, round_steps: int, processes: int):
     """The learning-rate schedule of one round (one Trainer.train()), from warm-up."""
     # accelerate steps a prepared scheduler once per process at every optimizer step (it assumes each process
     # saw its own share of a num_processes-times larger batch), so the schedule is laid out in those units.
-    return get_scheduler(spec.scheduler, optimizer, num_warmup_steps=min(spec.warmup_steps, round_steps) * processes,
+    warmup = spec.warmup_steps if spec.warmup_ratio is None else math.ceil(spec.warmup_ratio * round_steps)
+    return get_scheduler(spec.scheduler, optimizer, num_warmup_steps=min(warmup, round_steps) * processes,
                          num_training_steps=round_steps * processes)
 
 

@@ -84,3 +84,30 @@ def test_an_authors_run_selects_by_dev_loss_restarts_and_says_so(tmp_path):
     assert record["best"] == {"step": best["step"], "value": best["loss"]}
     assert record["metrics"] == best["metrics"] and "matthews_correlation" in record["metrics"]
     assert [r["round"] for r in record["train"]["rounds"]] == [0, 1]
+
+
+def test_table1_sweeps_compose_and_say_their_preset():
+    # Every table1 sweep as Hydra's basic sweeper would read it: each method (on STS-B, which has the most
+    # specialised values) and each task (with the first method) becomes a valid RunSpec under the sweep's preset.
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from propulsion.run import CONF_DIR, to_spec
+    from tests.suite.helpers import REPO
+
+    sweeps = sorted((REPO / "experiments").glob("table1_*.yaml"))
+    assert {p.stem for p in sweeps} >= {"table1_roberta_base", "table1_roberta_base_paper",
+                                        "table1_roberta_base_baselines", "table1_roberta_large",
+                                        "table1_roberta_large_paper", "table1_roberta_large_baselines"}
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for path in sweeps:
+            params = OmegaConf.load(path)["hydra"]["sweeper"]["params"]
+            methods, tasks = str(params["method"]).split(","), str(params["task"]).split(",")
+            fixed = [f"model={params['model']}", f"trainer={params['trainer']}"]
+            for overrides in ([f"method={m}", "task=stsb"] for m in methods):
+                spec, config = to_spec(compose(config_name="config", overrides=[*fixed, *overrides]))
+                assert config["trainer"]["preset"] == params["trainer"], (Path(path).stem, overrides)
+            for task in tasks:
+                to_spec(compose(config_name="config", overrides=[*fixed, f"method={methods[0]}", f"task={task}"]))
