@@ -113,7 +113,8 @@ def expand_jobs(overrides: list[str], config_name: str = "config",
 
 
 def parameter_count(model: str, method: str, task: str, overrides: tuple[str, ...] = ()) -> dict:
-    """Trainable / total parameters of model × method × task on the meta device: no download, no training."""
+    """Trainable / total parameters of model × method × task (plus any overrides, e.g. trainer=authors) on the
+    meta device: no download, no training."""
     from propulsion import adapt, models
     from propulsion.tasks import get_family
 

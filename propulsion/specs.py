@@ -15,6 +15,7 @@ PRECISIONS = ("no", "fp16", "bf16")
 # transformers.get_scheduler names that need nothing but warm-up and total steps, and step() without a metric.
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
+SELECT_ON = ("metric", "loss", "final")  # best by the task's metric, by dev loss (HF's default), or the last
 METHOD_KINDS = ("propulsion", "peft", "bitfit", "full")
 
 
@@ -114,6 +115,7 @@ class MethodSpec:
 @dataclass
 class TrainerSpec:
     name: str = "paper"
+    preset: str = "paper"  # the trainer preset chosen (paper | authors | quick | ...): the tables tell protocols apart
     lr: float | None = None
     batch_size: int | None = None
     eval_batch_size: int = 64
@@ -122,6 +124,7 @@ class TrainerSpec:
     weight_decay: float | None = None
     decay_norm_and_bias: bool = False  # False: the HF Trainer's rule (biases and norm weights undecayed)
     warmup_steps: int = 0
+    warmup_ratio: float | None = None  # if set, warm-up = ceil(ratio x a round's steps), as HF's warmup_ratio
     scheduler: str = "linear"
     optimizer: str = "adamw"
     max_grad_norm: float | None = 1.0
@@ -132,18 +135,26 @@ class TrainerSpec:
     checkpoint_every: int = 100
     keep_checkpoint: bool = False
     num_workers: int = 0
+    restarts: int = 0  # rounds after the first, each from the previous round's best model (Trainer.train() again)
+    restart_optimizer: str = "keep"  # keep: AdamW's state carries into a restart, as in HF | fresh: a new AdamW
+    select_on: str = "metric"  # metric: the task's main metric | loss: dev loss, lower is better | final: no choice
 
     def __post_init__(self) -> None:
         _choice("trainer.precision", self.precision, PRECISIONS)
         _choice("trainer.optimizer", self.optimizer, ("adamw",))
         _choice("trainer.scheduler", self.scheduler, SCHEDULERS)
+        _choice("trainer.select_on", self.select_on, SELECT_ON)
+        _choice("trainer.restart_optimizer", self.restart_optimizer, ("keep", "fresh"))
+        if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) or self.restarts < 0:
+            raise UserError(f"trainer.restarts must be an integer >= 0, got {self.restarts!r}")
         for key in ("eval_every", "checkpoint_every", "gradient_accumulation_steps", "eval_batch_size"):
             if int(getattr(self, key)) < 1:
                 raise UserError(f"trainer.{key} must be >= 1, got {getattr(self, key)!r}")
         # null takes the task's paper value (with_task_defaults); a given value must make sense.
         for key, minimum, strict in (("lr", 0, True), ("batch_size", 1, False), ("epochs", 0, True),
                                      ("max_steps", 1, False), ("weight_decay", 0, False), ("warmup_steps", 0, False),
-                                     ("max_grad_norm", 0, False)):  # max_grad_norm 0 or null: no clipping
+                                     ("max_grad_norm", 0, False),  # max_grad_norm 0 or null: no clipping
+                                     ("warmup_ratio", 0, False)):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise UserError(f"trainer.{key} must be a number, got {value!r}")

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PRESETS = ("all", "attn", "qkv", "query", "key", "value", "mlp", "embedding")
-HEAD_POLICIES = ("propulsion", "full")
-BIAS_POLICIES = ("none", "all")
+HEAD_POLICIES = ("propulsion", "full", "both")
+BIAS_POLICIES = ("none", "all", "linear")
 POOLINGS = ("mean", "max", "min", "l2", "prod")
 INITS = ("ones", "normal", "uniform", "zeros")
 
@@ -30,9 +30,11 @@ class PropulsionConfig:
     head: str = field(
         default="propulsion",
         metadata={"help": "propulsion: head weights frozen, their outputs steered by z (the paper's counts); "
-                          "full: head modules trained in full and not wrapped (as PEFT baselines do)."},
+                          "full: head modules trained in full and not wrapped (as PEFT baselines do); "
+                          "both: wrapped with z and trained in full too (the authors' STS-B notebook)."},
     )
-    bias: str = field(default="none", metadata={"help": "none: biases frozen (paper counts); all: biases train."})
+    bias: str = field(default="none", metadata={"help": "none: biases frozen (paper counts); all: biases train; "
+                                                        "linear: only nn.Linear biases train (the authors' SST-2)."})
     num_vectors: int = field(
         default=1, metadata={"help": "p Propulsion vectors per layer (App. F.1); 1 is the plain method."}
     )

@@ -93,7 +93,7 @@ def inject_propulsion(model: nn.Module, config: PropulsionConfig) -> list[str]:
         layer = PropulsionLayer(model.get_submodule(name), config)
         layer.lean = not modified_in_place(model, name, config.architecture)
         _replace(model, name, layer)
-    if config.head == "full":
+    if config.head in ("full", "both"):  # "both" keeps the head's z as well (wrapped above)
         for head in heads:
             for parameter in model.get_submodule(head).parameters():
                 parameter.requires_grad_(True)
@@ -101,6 +101,10 @@ def inject_propulsion(model: nn.Module, config: PropulsionConfig) -> list[str]:
         for parameter_name, parameter in model.named_parameters():
             if parameter_name.endswith("bias"):
                 parameter.requires_grad_(True)
+    elif config.bias == "linear":  # normalisation layers' biases stay frozen
+        for module in model.modules():
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                module.bias.requires_grad_(True)
     model.propulsion_config = config  # read back by save_pretrained
     install_scale_checks(model)
     return names
