@@ -94,7 +94,8 @@ def test_glue_errors_and_main_metric():
     expected = {"cola": ("matthews_correlation", ["matthews_correlation"]),
                 "stsb": ("pearson", ["pearson", "spearmanr"]),
                 "mnli": ("matched/accuracy", ["accuracy"]),
-                "mrpc": ("accuracy", ["accuracy", "f1"]), "qqp": ("accuracy", ["accuracy", "f1"])}
+                "mrpc": ("accuracy", ["accuracy", "f1", "f1_macro"]),
+                "qqp": ("accuracy", ["accuracy", "f1", "f1_macro"])}
     for task in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"):
         spec = compose_spec([f"task={task}"])[0].task
         assert (spec.main_metric, spec.metrics) == expected.get(task, ("accuracy", ["accuracy"])), task

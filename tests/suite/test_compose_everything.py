@@ -26,6 +26,11 @@ from propulsion.run import CONF_DIR, group_choices, to_spec
 from propulsion.specs import RunSpec, UserError
 
 GROUPS = ("model", "task", "method")
+CHOSEN_GROUPS = (*GROUPS, "trainer")  # groups a sweep may choose; the trainer's too (its presets specialise)
+# Hydra's "specializing configuration" (conf/config.yaml): a trainer preset's values for a method, a task, or both,
+# merged in this order after the config's own keys and before an experiment's.
+SPECIALIZING = (("trainer_method", ("trainer", "method")), ("trainer_task", ("trainer", "task")),
+                ("trainer_task_method", ("trainer", "task", "method")))
 EXPERIMENTS_DIR = CONF_DIR.parent / "experiments"
 # (model, task, method) -> a part of the one-line message. A combination the suite starts rejecting (or stops
 # rejecting) fails the test until it is listed here, on purpose. None today: every shipped model takes every
@@ -33,8 +38,8 @@ EXPERIMENTS_DIR = CONF_DIR.parent / "experiments"
 EXPECTED_REJECTIONS: dict[tuple[str, str, str], str] = {}
 
 
-def _options() -> dict[str, list[str]]:
-    return {group: group_choices(group) for group in GROUPS}
+def _options(groups: tuple[str, ...] = GROUPS) -> dict[str, list[str]]:
+    return {group: group_choices(group) for group in groups}
 
 
 def _jobs(params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -58,21 +63,37 @@ def _jobs(params: dict[str, Any]) -> list[dict[str, Any]]:
 def composed() -> dict[str, Any]:
     """Hydra composes a diagonal through the groups (every option of every group appears once): each option's
     section, unresolved (interpolations kept), and each composition's resolved config as the entrypoint gets it."""
-    options = _options()
+    options = _options(CHOSEN_GROUPS)
     diagonal = [{group: names[i % len(names)] for group, names in options.items()}
                 for i in range(max(len(names) for names in options.values()))]
-    sections: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+    sections: dict[str, dict[str, Any]] = {group: {} for group in CHOSEN_GROUPS}
     references = []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for choice in diagonal:
             cfg = compose(config_name="config", overrides=[f"{group}={name}" for group, name in choice.items()])
             for group, name in choice.items():
-                sections[group][name] = OmegaConf.to_container(cfg[group], resolve=False)
+                if group != "trainer":  # a trainer section is taken below, free of any specialization
+                    sections[group][name] = OmegaConf.to_container(cfg[group], resolve=False)
             references.append((choice, to_spec(cfg)[1]))
+        for name in options["trainer"]:
+            plain = next(c for c in diagonal if not _specialized({**c, "trainer": name}))
+            cfg = compose(config_name="config", overrides=[f"{g}={n}" for g, n in {**plain, "trainer": name}.items()])
+            sections["trainer"][name] = OmegaConf.to_container(cfg["trainer"], resolve=False)
         cfg = compose(config_name="config")  # the config's own group choices, for a job that names no group
         default = OmegaConf.to_container(cfg, resolve=False)
         references.append(({}, to_spec(cfg)[1]))
-    return {"default": default, "sections": sections, "references": references}
+    return {"default": default, "sections": sections, "references": references,
+            "default_choice": {"trainer": default["trainer"]["name"]}}
+
+
+def _specialized(choice: dict[str, str]) -> dict[str, Any]:
+    """The specializing configs' keys for this trainer × task × method, merged in config.yaml's order."""
+    merged: dict[str, Any] = {}
+    for folder, groups in SPECIALIZING:
+        path = CONF_DIR / folder / ("_".join(choice[group] for group in groups) + ".yaml")
+        if path.exists():
+            merged = _merge(merged, OmegaConf.to_container(OmegaConf.load(path), resolve=False))
+    return merged
 
 
 INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
@@ -130,6 +151,9 @@ def _assemble(composed: dict[str, Any], choice: dict[str, str], body: dict[str, 
     config = dict(composed["default"])
     for group, name in choice.items():
         config[group] = composed["sections"][group][name]
+    full_choice = {"model": config["model"]["name"], "task": config["task"]["name"],
+                   "method": config["method"]["name"], **composed["default_choice"], **choice}
+    config = _merge(config, _specialized(full_choice))
     config = _merge(config, body or {})
     for key, value in (dotted or {}).items():  # as Hydra: a swept key the config lacks is an error
         _lookup(config, key)
@@ -174,7 +198,8 @@ def _experiment(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def _split(job: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
-    return ({k: v for k, v in job.items() if k in GROUPS}, {k: v for k, v in job.items() if k not in GROUPS})
+    return ({k: v for k, v in job.items() if k in CHOSEN_GROUPS},
+            {k: v for k, v in job.items() if k not in CHOSEN_GROUPS})
 
 
 EXPERIMENTS = sorted(EXPERIMENTS_DIR.glob("*.yaml"))
@@ -197,7 +222,7 @@ def test_every_experiment_job(composed, path):
 
 def test_the_assembled_configs_are_what_hydra_composes(composed):
     # The diagonal (every option of every group once, in some combination) and the config's own defaults.
-    assert len(composed["references"]) == max(len(names) for names in _options().values()) + 1
+    assert len(composed["references"]) == max(len(names) for names in _options(CHOSEN_GROUPS).values()) + 1
     for choice, expected in composed["references"]:
         assert _assemble(composed, choice) == expected, choice
     # The first job of every experiment, composed from the experiment file as the entrypoint does.

@@ -96,7 +96,7 @@ def test_spec_rejections(user_conf, overrides, message):
     (["task.metrics=[acc]", "task.main_metric=acc"], r"unknown task.metrics \['acc'\]; valid choices: accuracy, "),
     (["task.metrics=[]"], "task 'pairs' lists no metrics"),
     (["task.num_labels=3", "task.metrics=[accuracy,f1]", "task.main_metric=accuracy"],
-     r"task.metrics \['f1'\] do not fit 3 classes; valid choices: accuracy, matthews_correlation$"),
+     r"task.metrics \['f1'\] do not fit 3 classes; valid choices: accuracy, f1_macro, matthews_correlation$"),
     (["task.num_labels=1", "task.metrics=[pearson,accuracy]", "task.main_metric=pearson"],
      r"task.metrics \['accuracy'\] do not fit a regression task \(num_labels 1\); valid choices: pearson, spearmanr"),
 ])
