@@ -1,11 +1,11 @@
 """The training loop: reads top to bottom. accelerate handles devices, mixed precision and processes.
 
-One run is ``1 + trainer.restarts`` rounds. A round is what one Hugging Face ``Trainer.train()`` call does: a fresh
-optimizer and schedule over the configured epochs, evaluations, and the best evaluation kept; a restart begins from
-that best model, as the authors' notebooks did by calling ``trainer.train()`` a second time. Only the trainable
-tensors are checkpointed (plus optimizer, scheduler and RNG state; :mod:`propulsion.checkpoint`), so a killed run
-resumes from its last checkpoint at the same step with the same data order. Which evaluation is best is
-:mod:`propulsion.selection`'s rule.
+One run is ``1 + trainer.restarts`` rounds. A round is what one Hugging Face ``Trainer.train()`` call does: a
+fresh schedule over the configured epochs, evaluations, and the best evaluation kept; a restart begins from that
+best model, as the authors' notebooks did by calling ``trainer.train()`` a second time (:meth:`_Loop.restart`).
+Only the trainable tensors are checkpointed (plus optimizer, scheduler and RNG state; :mod:`propulsion.checkpoint`),
+so a killed run resumes from its last checkpoint at the same step with the same data order. Which evaluation is
+best is :mod:`propulsion.selection`'s rule.
 """
 
 from __future__ import annotations
@@ -82,125 +82,191 @@ def train(
     resume: bool = True,
     greater_is_better: bool = True,
 ) -> TrainResult:
-    hooks = hooks or Hooks()
-    selection = Selection(spec.select_on, main_metric, greater_is_better)
-    batches_per_epoch = math.ceil(len(train_set) / (spec.batch_size * accelerator.num_processes))
-    steps_per_epoch = _steps_per_epoch(batches_per_epoch, spec)
-    round_steps = total_steps(len(train_set), spec, accelerator.num_processes)
-    n_steps = round_steps * (1 + spec.restarts)
+    loop = _Loop(model=model, train_set=train_set, collate=collate, evaluate=evaluate, spec=spec, seed=seed,
+                 accelerator=accelerator, log=log, hooks=hooks or Hooks(),
+                 selection=Selection(spec.select_on, main_metric, greater_is_better),
+                 checkpoint_dir=checkpoint.folder_for(run_dir))
+    loop.prepare(dev_sets)
+    if resume:
+        loop.resume()
+    while loop.state.step < loop.n_steps:
+        if loop.at_round_start():
+            loop.restart()
+        loop.train_round()
+    return loop.finish()
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(model, spec)
-    scheduler = _schedule(optimizer, spec, round_steps, accelerator.num_processes)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    dev_loaders = {alias: accelerator.prepare(DataLoader(data, batch_size=spec.eval_batch_size, collate_fn=collate))
-                   for alias, data in dev_sets.items()}
 
-    state, best_state, resumed_from = TrainState(), {}, None
-    folder = checkpoint.folder_for(run_dir)
-    if resume and checkpoint.exists(folder, accelerator):
-        saved, best_state = checkpoint.load(folder, accelerator, accelerator.unwrap_model(model), optimizer,
-                                            scheduler, hooks)
-        state = TrainState.from_dict(saved)
-        resumed_from = state.step
-        accelerator.print(f"resuming from step {resumed_from} ({folder})")
+@dataclass
+class _Loop:
+    """One training run's moving parts; :func:`train` calls its steps in order."""
 
-    def evaluate_now() -> tuple[dict[str, float], float | None]:
-        metrics = _evaluate_loaders(model, dev_loaders, evaluate)
-        # Dev loss on the first dev split (MNLI: matched), computed only when it selects the model.
-        loss = dev_loss(model, next(iter(dev_loaders.values())), accelerator) if selection.on == "loss" else None
-        model.train()
-        return metrics, loss
+    model: torch.nn.Module
+    train_set: Any
+    collate: Callable
+    evaluate: Callable[[torch.nn.Module, DataLoader], dict[str, float]]
+    spec: TrainerSpec
+    seed: int
+    accelerator: Any
+    log: Callable[[dict[str, float], int], None]
+    hooks: Hooks
+    selection: Selection
+    checkpoint_dir: Path
+    state: TrainState = field(default_factory=TrainState)
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the current round's best trainable tensors
+    resumed_from: int | None = None
 
-    progress = tqdm(total=n_steps, initial=state.step, desc="train", disable=not accelerator.is_local_main_process)
-    running_loss, running_count = state.running_loss
-    model.train()
-    while state.step < n_steps:
-        round_ = state.step // round_steps
-        if state.step == round_ * round_steps and round_ > 0:
-            # A restart, as a second Trainer.train(): from the previous round's best model (its final one where
-            # nothing was selected), with a fresh schedule and selection. The HF Trainer keeps its optimizer (and
-            # AdamW's moments) across train() calls and only rebuilds the scheduler (transformers' trainer.py:
-            # create_optimizer runs `if self.optimizer is None`; `_created_lr_scheduler` resets the schedule):
-            # restart_optimizer=keep does that, fresh starts AdamW anew. Checkpoints are never written at a
-            # round's last step, so a resumed run never lands here with the round already begun.
-            state.rounds.append(_round_summary(round_ - 1, state.best))
-            if best_state:
-                load_trainable_state(accelerator.unwrap_model(model), best_state)
-            state.best, best_state = None, {}
-            if spec.restart_optimizer == "fresh":
-                optimizer = accelerator.prepare(_optimizer(accelerator.unwrap_model(model), spec))
-            scheduler = accelerator.prepare(_schedule(optimizer, spec, round_steps, accelerator.num_processes))
-        local = state.step - round_ * round_steps  # steps done in this round
-        epoch = local // steps_per_epoch
-        while local < round_steps:
-            loader = accelerator.prepare(_epoch_loader(train_set, spec, collate, seed, epoch, round_))
-            done_in_epoch = (local - epoch * steps_per_epoch) * spec.gradient_accumulation_steps
+    def prepare(self, dev_sets: dict[str, Any]) -> None:
+        spec, accelerator = self.spec, self.accelerator
+        self.batches_per_epoch = math.ceil(len(self.train_set) / (spec.batch_size * accelerator.num_processes))
+        self.steps_per_epoch = _steps_per_epoch(self.batches_per_epoch, spec)
+        self.round_steps = total_steps(len(self.train_set), spec, accelerator.num_processes)  # one Trainer.train()
+        self.n_steps = self.round_steps * (1 + spec.restarts)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = _optimizer(self.model, spec)
+        scheduler = _schedule(optimizer, spec, self.round_steps, accelerator.num_processes)
+        self.model, self.optimizer, self.scheduler = accelerator.prepare(self.model, optimizer, scheduler)
+        self.dev_loaders = {alias: accelerator.prepare(DataLoader(data, batch_size=spec.eval_batch_size,
+                                                                  collate_fn=self.collate))
+                            for alias, data in dev_sets.items()}
+        self.running = (0.0, 0)  # (sum, count) of the training losses since the last evaluation
+        self.progress = tqdm(total=self.n_steps, desc="train", disable=not accelerator.is_local_main_process)
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def resume(self) -> None:
+        if not checkpoint.exists(self.checkpoint_dir, self.accelerator):
+            return
+        saved, self.best_state = checkpoint.load(self.checkpoint_dir, self.accelerator, self.unwrapped,
+                                                 self.optimizer, self.scheduler, self.hooks)
+        self.state = TrainState.from_dict(saved)
+        self.running = tuple(self.state.running_loss)
+        self.resumed_from = self.state.step
+        self.progress.update(self.state.step)
+        self.accelerator.print(f"resuming from step {self.resumed_from} ({self.checkpoint_dir})")
+
+    def at_round_start(self) -> bool:
+        # Checkpoints are never written at a round's last step, so a resumed run never starts at a round boundary
+        # with that round already begun: step == a multiple of round_steps means the previous round just ended.
+        return self.state.step > 0 and self.state.step % self.round_steps == 0
+
+    def restart(self) -> None:
+        """A second Trainer.train(): from the previous round's best model (its final one where nothing was
+        selected), with a fresh schedule and a fresh choice of the best. The HF Trainer keeps its optimizer, AdamW's
+        moments included, across train() calls and rebuilds only the scheduler (transformers' trainer.py:
+        create_optimizer acts `if self.optimizer is None`; `_created_lr_scheduler` resets the schedule):
+        restart_optimizer=keep does that, fresh starts AdamW anew."""
+        state, accelerator = self.state, self.accelerator
+        state.rounds.append(_round_summary(state.step // self.round_steps - 1, state.best))
+        if self.best_state:
+            load_trainable_state(self.unwrapped, self.best_state)
+        state.best, self.best_state = None, {}
+        if self.spec.restart_optimizer == "fresh":
+            self.optimizer = accelerator.prepare(_optimizer(self.unwrapped, self.spec))
+        self.scheduler = accelerator.prepare(_schedule(self.optimizer, self.spec, self.round_steps,
+                                                       accelerator.num_processes))
+
+    def train_round(self) -> None:
+        """Optimizer steps until the current round ends (from wherever it stands after a resume)."""
+        spec, accelerator, state = self.spec, self.accelerator, self.state
+        round_ = state.step // self.round_steps
+        local = state.step - round_ * self.round_steps  # steps done in this round
+        epoch = local // self.steps_per_epoch
+        self.model.train()
+        while local < self.round_steps:
+            loader = accelerator.prepare(_epoch_loader(self.train_set, spec, self.collate, self.seed, epoch, round_))
+            done_in_epoch = (local - epoch * self.steps_per_epoch) * spec.gradient_accumulation_steps
             if done_in_epoch:
                 loader = accelerator.skip_first_batches(loader, done_in_epoch)
             for batch in loader:
-                with accelerator.accumulate(model):
-                    loss = model(**batch).loss
-                    accelerator.backward(loss)
-                    running_loss, running_count = running_loss + loss.detach().float().item(), running_count + 1
-                    if not accelerator.sync_gradients:
-                        continue
-                    if spec.max_grad_norm:
-                        accelerator.clip_grad_norm_(params, spec.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    state.step, local = state.step + 1, local + 1
-                    if hooks.after_optimizer_step:
-                        hooks.after_optimizer_step(state.step)
-                    optimizer.zero_grad(set_to_none=True)
-                progress.update(1)
-                mean_loss = running_loss / max(running_count, 1)
-                log({"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0]}, state.step)
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(f"training loss became {mean_loss} at step {state.step}")
-                at_boundary = local % spec.eval_every == 0 or local == round_steps
-                if at_boundary:  # the loss curve is kept with or without a dev set (reasoning has none)
-                    state.train_loss.append({"step": state.step, "loss": mean_loss,
-                                             "lr": scheduler.get_last_lr()[0]})
-                    running_loss, running_count = 0.0, 0
-                if dev_loaders and at_boundary:
-                    metrics, dev_loss_value = evaluate_now()
-                    entry = {"step": state.step, "epoch": local / steps_per_epoch, "round": round_, "split": "dev",
-                             "metrics": metrics}
-                    if dev_loss_value is not None:
-                        entry["loss"] = dev_loss_value
-                    state.evaluations.append(entry)
-                    log({f"dev/{k}": v for k, v in metrics.items()}
-                        | ({"dev/loss": dev_loss_value} if dev_loss_value is not None else {}), state.step)
-                    value = selection.value(metrics, dev_loss_value)
-                    progress.set_postfix(loss=f"{mean_loss:.4f}", **{selection.label: f"{value:.4f}"})
-                    if selection.is_better(value, state.best):
-                        state.best = {"step": state.step, "value": value, "metrics": metrics}
-                        best_state = trainable_state(accelerator.unwrap_model(model))
-                if state.step % spec.checkpoint_every == 0 and local < round_steps:
-                    state.running_loss = (running_loss, running_count)
-                    checkpoint.save(folder, accelerator, model, optimizer, scheduler, state.to_dict(), best_state,
-                                    hooks)
-                if local >= round_steps:
+                if not self._accumulate(batch):
+                    continue
+                local += 1
+                self._after_step(round_, local)
+                if local >= self.round_steps:
                     break
             epoch += 1
-    progress.close()
-    if state.best is None:  # no dev set (reasoning), or no finite dev score: the final model is reported
-        final = state.evaluations[-1]["metrics"] if state.evaluations else {}
-        state.best = {"step": state.step, "value": None, "metrics": final}
-        best_state = trainable_state(accelerator.unwrap_model(model))
-    state.rounds.append(_round_summary(spec.restarts, state.best))
-    if not spec.keep_checkpoint:
-        checkpoint.remove(folder, accelerator)
-    return TrainResult(
-        steps=state.step, total_steps=n_steps, evaluations=state.evaluations, train_loss=state.train_loss,
-        best=state.best, final=state.evaluations[-1]["metrics"] if state.evaluations else {},
-        best_state=best_state, resumed_from_step=resumed_from,
-        notes={"steps_per_epoch": steps_per_epoch, "batches_per_epoch": batches_per_epoch,
-               "weight_decay_tensors": {"decayed": len(optimizer.param_groups[0]["params"]),
-                                        "not_decayed": len(optimizer.param_groups[1]["params"])},
-               "selected_on": selection.on, "rounds": state.rounds},
-    )
+
+    def _accumulate(self, batch) -> bool:
+        """Forward and backward one batch; True when that completed an optimizer step."""
+        accelerator = self.accelerator
+        with accelerator.accumulate(self.model):
+            loss = self.model(**batch).loss
+            accelerator.backward(loss)
+            self.running = (self.running[0] + loss.detach().float().item(), self.running[1] + 1)
+            if not accelerator.sync_gradients:
+                return False
+            if self.spec.max_grad_norm:
+                accelerator.clip_grad_norm_(self.params, self.spec.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.state.step += 1
+            if self.hooks.after_optimizer_step:
+                self.hooks.after_optimizer_step(self.state.step)
+            self.optimizer.zero_grad(set_to_none=True)
+        return True
+
+    def _after_step(self, round_: int, local: int) -> None:
+        """Log; at an evaluation boundary keep the loss curve, evaluate and select; checkpoint when due."""
+        spec, state = self.spec, self.state
+        self.progress.update(1)
+        mean_loss = self.running[0] / max(self.running[1], 1)
+        lr = self.scheduler.get_last_lr()[0]
+        self.log({"train/loss": mean_loss, "train/lr": lr}, state.step)
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"training loss became {mean_loss} at step {state.step}")
+        if local % spec.eval_every == 0 or local == self.round_steps:
+            # The loss curve is kept with or without a dev set (reasoning has none).
+            state.train_loss.append({"step": state.step, "loss": mean_loss, "lr": lr})
+            self.running = (0.0, 0)
+            if self.dev_loaders:
+                self._evaluate_and_select(round_, local, mean_loss)
+        if state.step % spec.checkpoint_every == 0 and local < self.round_steps:
+            state.running_loss = self.running
+            checkpoint.save(self.checkpoint_dir, self.accelerator, self.model, self.optimizer, self.scheduler,
+                            state.to_dict(), self.best_state, self.hooks)
+
+    def _evaluate_and_select(self, round_: int, local: int, mean_loss: float) -> None:
+        state, selection = self.state, self.selection
+        metrics = _evaluate_loaders(self.model, self.dev_loaders, self.evaluate)
+        # Dev loss on the first dev split (MNLI: matched), computed only when it selects the model.
+        loss = (dev_loss(self.model, next(iter(self.dev_loaders.values())), self.accelerator)
+                if selection.on == "loss" else None)
+        self.model.train()
+        entry = {"step": state.step, "epoch": local / self.steps_per_epoch, "round": round_, "split": "dev",
+                 "metrics": metrics}
+        if loss is not None:
+            entry["loss"] = loss
+        state.evaluations.append(entry)
+        self.log({f"dev/{k}": v for k, v in metrics.items()} | ({"dev/loss": loss} if loss is not None else {}),
+                 state.step)
+        value = selection.value(metrics, loss)
+        self.progress.set_postfix(loss=f"{mean_loss:.4f}", **{selection.label: f"{value:.4f}"})
+        if selection.is_better(value, state.best):
+            state.best = {"step": state.step, "value": value, "metrics": metrics}
+            self.best_state = trainable_state(self.unwrapped)
+
+    def finish(self) -> TrainResult:
+        state = self.state
+        self.progress.close()
+        if state.best is None:  # no dev set (reasoning), or no finite dev score: the final model is reported
+            final = state.evaluations[-1]["metrics"] if state.evaluations else {}
+            state.best = {"step": state.step, "value": None, "metrics": final}
+            self.best_state = trainable_state(self.unwrapped)
+        state.rounds.append(_round_summary(self.spec.restarts, state.best))
+        if not self.spec.keep_checkpoint:
+            checkpoint.remove(self.checkpoint_dir, self.accelerator)
+        groups = self.optimizer.param_groups
+        return TrainResult(
+            steps=state.step, total_steps=self.n_steps, evaluations=state.evaluations, train_loss=state.train_loss,
+            best=state.best, final=state.evaluations[-1]["metrics"] if state.evaluations else {},
+            best_state=self.best_state, resumed_from_step=self.resumed_from,
+            notes={"steps_per_epoch": self.steps_per_epoch, "batches_per_epoch": self.batches_per_epoch,
+                   "weight_decay_tensors": {"decayed": len(groups[0]["params"]),
+                                            "not_decayed": len(groups[1]["params"])},
+                   "selected_on": self.selection.on, "rounds": state.rounds},
+        )
 
 
 def _optimizer(model: torch.nn.Module, spec: TrainerSpec) -> torch.optim.Optimizer:
