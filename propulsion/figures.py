@@ -5,8 +5,9 @@ Which records a figure uses:
   the preset (conf/method/propulsion.yaml) except the swept one(s), at the task's paper degree unless the degree
   is swept. Each point is one group of seeds, chosen by ``selection.pick`` (the tables' rule: the paper's
   protocol first) when several configs give the same point (never averaged across configs).
-- Curves (fig5_steps, fig3_convergence): per line the group with the most evaluation points, mean over seeds at
-  each step; fig3 uses every method's preset run on SST-2.
+- Curves (fig5_steps, fig3_convergence): per line the group with the most evaluation points among those the
+  tables' rule ranks first (method settings, protocol), mean over seeds at each step; fig3 uses every method's
+  preset run on SST-2.
 - Bars (fig3_efficiency, fig4_memory): the fig3 groups (params %, wall time, wall time / train.steps, peak
   memory), and the newest benchmark record (``make bench``: step time, saved activations, peak memory) if any.
 - The paper states some of its figures' numbers in the text (results/paper/figures.csv): drawn as grey crosses

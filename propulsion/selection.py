@@ -133,14 +133,15 @@ def choose(groups: dict[str, list[dict[str, Any]]], table: str = "", ignore: tup
            prefer: Callable[[list[dict[str, Any]]], Any] | None = None
            ) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
     """The group that fills a cell (rule in the module docstring) and the groups set aside. ``ignore``: settings
-    a figure sweeps; ``prefer``: a rank put first (curves: most evaluation points)."""
+    a figure sweeps; ``prefer``: a rank put after the method settings and the protocol, before the rest (curves:
+    most evaluation points), so a figure too takes the paper's protocol first."""
     def rank(item):
         key, runs = item
         config = runs[0].get("config") or {}
         first = prefer(runs) if prefer else 0
         wanted = PREFERRED_PRESET.get(table) if (config.get("method") or {}).get("kind") == "propulsion" else None
-        return (first, bool(deviations(config, table, ignore)), bool(protocol_deviations(config, table)),
-                wanted is not None and trainer_preset(config) != wanted,
+        return (bool(deviations(config, table, ignore)), bool(protocol_deviations(config, table)),
+                wanted is not None and trainer_preset(config) != wanted, first,
                 -len({r.get("seed") for r in runs}), not at_paper_degree(config) and "degree" not in ignore,
                 -finished(runs), key)
 

@@ -163,3 +163,12 @@ def test_off_protocol_runs_say_so_and_never_pass_for_the_papers_figure(tmp_path,
         "propulsion · paper protocol (n=1)",
         "lora · off the paper's protocol: task.max_train_samples, trainer.preset=quick (n=1)"}
     assert drawn["titles"]["fig3_convergence"] == ["as paper Figure 3 (left): convergence per method\nminilm · sst2"]
+
+
+def test_a_curve_takes_the_papers_protocol_before_more_evaluation_points(tmp_path, drawn):
+    root = tmp_path / "runs"
+    write_run(root, "paper", metrics={"accuracy": 0.9}, evaluations=evals((10, 0.8), (20, 0.9)))
+    write_run(root, "quick", seed=1, metrics={"accuracy": 0.5}, trainer={"preset": "quick"},
+              evaluations=evals((10, 0.3), (20, 0.4), (30, 0.5)))
+    make(root, tmp_path)
+    assert drawn["fig3_convergence"] == {"propulsion (n=1)": ([10, 20], [80.0, 90.0])}
