@@ -28,17 +28,12 @@ def validate(task: TaskSpec) -> None:
     if unknown:
         raise UserError(f"unknown task.metrics {unknown}; valid choices: {', '.join(metrics.CLASSIFICATION_METRICS)}")
     # Correlations read regression scores, the others class ids; binary F1 needs exactly two classes.
-    if task.is_regression:
-        wrong = [name for name in task.metrics if name not in metrics.REGRESSION_METRICS]
-    else:
-        wrong = [name for name in task.metrics if name in metrics.REGRESSION_METRICS
-                 or (name == "f1" and task.num_labels != 2)]
+    fitting = [name for name in metrics.CLASSIFICATION_METRICS
+               if (name in metrics.REGRESSION_METRICS) == task.is_regression and (name != "f1" or task.num_labels == 2)]
+    wrong = [name for name in task.metrics if name not in fitting]
     if wrong:
         kind = "a regression task (num_labels 1)" if task.is_regression else f"{task.num_labels} classes"
-        valid = (metrics.REGRESSION_METRICS if task.is_regression else
-                 [m for m in metrics.CLASSIFICATION_METRICS if m not in metrics.REGRESSION_METRICS
-                  and (m != "f1" or task.num_labels == 2)])
-        raise UserError(f"task.metrics {wrong} do not fit {kind}; valid choices: {', '.join(valid)}")
+        raise UserError(f"task.metrics {wrong} do not fit {kind}; valid choices: {', '.join(fitting)}")
 
 
 def model_overrides(task: TaskSpec) -> dict[str, Any]:
