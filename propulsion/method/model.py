@@ -169,21 +169,24 @@ save_propulsion_state = trainable_state
 load_propulsion_state = load_trainable_state
 
 
-def adapter_payload(model: nn.Module, config: PropulsionConfig) -> dict:
-    """What ``propulsion_config.json`` holds: the config, and where the adapter belongs (base model id, its hub
-    commit when transformers loaded it from the hub, architecture) and which library wrote it."""
+def adapter_payload(model: nn.Module, config: PropulsionConfig, base_model_revision: str | None = None) -> dict:
+    """What ``propulsion_config.json`` holds: the config, and where the adapter belongs (base model id as
+    transformers loaded it, the base's revision as given, architecture) and which library wrote it.
+    transformers 5 keeps no commit on the config, so the revision is what the caller says (as PEFT's
+    ``get_peft_model(..., revision=)``); older versions' ``config._commit_hash`` is used when nothing is given."""
     from propulsion import __version__
 
     base_config = getattr(model, "config", None)
     return {"propulsion_config": config.to_dict(),
             "base_model_type": getattr(base_config, "model_type", None),
             "base_model_name_or_path": getattr(base_config, "_name_or_path", None) or None,
-            "base_model_revision": getattr(base_config, "_commit_hash", None),
+            "base_model_revision": base_model_revision or getattr(base_config, "_commit_hash", None),
             "propulsion_version": __version__}
 
 
 def save_adapter(model: nn.Module, config: PropulsionConfig, directory: str | Path, adapter_name: str | None = None,
-                 metrics: dict | None = None, repo_id: str | None = None) -> None:
+                 metrics: dict | None = None, repo_id: str | None = None, base_model_revision: str | None = None
+                 ) -> None:
     """The adapter's tensors (safetensors), its config and a model card (README.md) for a model with Propulsion
     injected: what ``PropulsionModel.save_pretrained`` writes and ``PropulsionModel.from_pretrained`` loads onto a
     fresh base. ``metrics`` (a run's results) go into the card."""
@@ -197,7 +200,7 @@ def save_adapter(model: nn.Module, config: PropulsionConfig, directory: str | Pa
              for name, t in _adapter_tensors(model, adapter_name).items()}
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    payload = adapter_payload(model, config)
+    payload = adapter_payload(model, config, base_model_revision)
     (directory / ADAPTER_CONFIG).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     total = sum(p.numel() for name, p in model.named_parameters() if not _is_vectors(name))
     trainable = sum(t.numel() for t in state.values())
@@ -229,10 +232,12 @@ class PropulsionModel(nn.Module):
             cls = _specialised(type(model))
         return super().__new__(cls)
 
-    def __init__(self, model: nn.Module, config: PropulsionConfig, adapter_name: str = DEFAULT_ADAPTER):
+    def __init__(self, model: nn.Module, config: PropulsionConfig, adapter_name: str = DEFAULT_ADAPTER,
+                 revision: str | None = None):
         super().__init__()
         _check_adapter_name(adapter_name)
         self.base_model = model
+        self.base_model_revision = revision  # the base model's hub revision, recorded in the saved adapter
         self.propulsion_configs: dict[str, PropulsionConfig] = {adapter_name: config}
         self.wrapped_modules = inject_propulsion(model, config, adapter_name)
         self._active_adapter: str | None = adapter_name
@@ -325,8 +330,7 @@ class PropulsionModel(nn.Module):
                                  f"bias={existing.bias!r}); named adapters share the base model, so each must "
                                  f"use head='propulsion' and bias='none'")
         architecture = config.architecture
-        wrapped = [n.removesuffix(".base_layer") for n in resolve_targets(self.base_model, config.targets,
-                                                                          architecture)]
+        wrapped = resolve_targets(self.base_model, config.targets, architecture)
         if sorted(wrapped) != sorted(self.wrapped_modules):
             extra = sorted(set(wrapped) - set(self.wrapped_modules))[:3]
             lacking = sorted(set(self.wrapped_modules) - set(wrapped))[:3]
@@ -450,7 +454,8 @@ class PropulsionModel(nn.Module):
             repo_id = repo_id or Path(directory).name
         for name in names:
             folder = Path(directory) if name == DEFAULT_ADAPTER else Path(directory) / name
-            save_adapter(self.base_model, self.propulsion_configs[name], folder, name, metrics, repo_id)
+            save_adapter(self.base_model, self.propulsion_configs[name], folder, name, metrics, repo_id,
+                         self.base_model_revision)
         if push_to_hub:
             return hub.upload(directory, repo_id, **hub_kwargs)
         return None
@@ -525,6 +530,7 @@ def _specialised(base_class: type) -> type:
     return specialised
 
 
-def get_propulsion_model(model: nn.Module, config: PropulsionConfig, adapter_name: str = DEFAULT_ADAPTER
-                         ) -> PropulsionModel:
-    return PropulsionModel(model, config, adapter_name)
+def get_propulsion_model(model: nn.Module, config: PropulsionConfig, adapter_name: str = DEFAULT_ADAPTER,
+                         revision: str | None = None) -> PropulsionModel:
+    """``revision``: the base model's hub revision (branch, tag or commit), recorded when the adapter is saved."""
+    return PropulsionModel(model, config, adapter_name, revision)
