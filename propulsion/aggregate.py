@@ -44,18 +44,18 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from propulsion import records
+from propulsion import records, resources
 
 ROOT = Path(__file__).resolve().parent.parent
-PAPER_DIR = ROOT / "results" / "paper"
-METHOD_CONF_DIR = ROOT / "conf" / "method"
+PAPER_DIR = resources.PAPER_DIR  # the checkout's results/paper, or the installed package's copy
+METHOD_CONF_DIR = resources.CONF_DIR / "method"
 FRACTION_FAMILIES = ("glue",)  # stored in [0, 1], shown ×100
 OUR_METHODS = ("full_ft", "prompt", "prefix", "ia3", "bitfit", "lora", "adalora", "lokr", "loha", "propulsion",
                "propulsion_attn")
 CONTAMINATED = ("MultiArith", "AddSub", "SingleEq")  # subsets of MAWPS, which math_10k contains
 NOT_SETTINGS = ("name", "kind", "degree")  # preset keys that are not a method setting (degree ranked apart)
-TRAINER_CONF = ROOT / "conf" / "trainer" / "paper.yaml"
-EXPERIMENTS_DIR = ROOT / "experiments"
+TRAINER_CONF = resources.CONF_DIR / "trainer" / "paper.yaml"
+EXPERIMENTS_DIR = resources.EXPERIMENTS_DIR
 # Tables whose sweep (experiments/<name>.yaml) sets settings of its own or runs one seed: their fill commands run
 # that sweep, and Table 3's trainer settings are its sweep's.
 TABLE_EXPERIMENT = {"table3": "table3_reasoning", "table5": "table5_layers"}

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,9 +37,10 @@ from transformers import RobertaConfig, RobertaForSequenceClassification
 from propulsion import records
 from propulsion.adapt import apply_method, propulsion_config
 from propulsion.method import PropulsionModel, count_parameters, scaling
+from propulsion.resources import CONF_DIR
 from propulsion.specs import MethodSpec
 
-CONF_METHODS = Path(__file__).resolve().parent.parent / "conf" / "method"
+CONF_METHODS = CONF_DIR / "method"
 METHODS = ("floor", "propulsion", "propulsion_simple", "propulsion_attn", "lora", "adalora", "ia3", "bitfit",
            "prefix", "full_ft")
 SIZES = {  # hidden, layers, heads, intermediate, batch, tokens, vocabulary

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from propulsion.specs import LoggerSpec
+from propulsion.specs import LoggerSpec, UserError
 
 
 def wandb_mode(spec: LoggerSpec) -> str:
@@ -43,12 +43,20 @@ class Tracker:
             from accelerate.tracking import TensorBoardTracker
 
             self.board = TensorBoardTracker(run_name, Path(spec.dir) / "tensorboard")
-            self.board.start()  # torch.utils.tensorboard (needs `tensorboard`) or tensorboardX
+            try:
+                self.board.start()  # torch.utils.tensorboard (needs `tensorboard`) or tensorboardX
+            except ModuleNotFoundError:
+                raise UserError("logger=tensorboard needs TensorBoard: pip install 'propulsion[tensorboard]' "
+                                "(or tensorboardX); or logger=none") from None
             self.board.store_init_configuration(flat_hparams(config))
             return
         if spec.name != "wandb":
             return
-        import wandb
+        try:
+            import wandb
+        except ModuleNotFoundError:
+            raise UserError("logger=wandb needs Weights & Biases: pip install 'propulsion[wandb]'; or logger=none "
+                            "or logger=tensorboard") from None
 
         Path(spec.dir).mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(project=spec.project, entity=spec.entity, name=run_name, config=config,
