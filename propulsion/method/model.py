@@ -267,6 +267,14 @@ class PropulsionModel(nn.Module):
     def get_base_model(self) -> nn.Module:
         return self.base_model
 
+    def __reduce_ex__(self, protocol):
+        # An instance of a class made at run time pickles as "make that class again for this base class", so a
+        # new process (which never made it) can unpickle it; deepcopy goes the same way.
+        base_class = getattr(type(self), "_base_class", None)
+        if base_class is None:
+            return super().__reduce_ex__(protocol)
+        return _blank_instance, (base_class,), self.__dict__.copy()
+
     # -- state: the adapter, not the frozen base --------------------------------------------------------
     def _adapter_keys(self) -> list[str]:
         return [name for name, p in self.named_parameters(remove_duplicate=False)
@@ -387,6 +395,12 @@ class PropulsionModel(nn.Module):
             raise ValueError(f"unknown adapter(s) {unknown} in adapter_names; this model's adapters: "
                              f"{', '.join(self.propulsion_configs)} (and {BASE!r} for the base model)")
         self._require_unmerged("run a mixed batch")
+        if self.training and torch.is_grad_enabled() and any(
+                getattr(m, "gradient_checkpointing", False) is True for m in self.base_model.modules()):
+            # the backward's recomputation runs after this forward, when the layers no longer know the batch's
+            # adapters: it would recompute with the active adapter alone
+            raise ValueError("mixed batches (adapter_names) cannot train with gradient checkpointing; disable it "
+                             "or train one adapter at a time (set_adapter)")
         first = kwargs.get("input_ids", args[0] if args else None)
         if isinstance(first, torch.Tensor) and first.shape[0] != len(adapter_names):
             raise ValueError(f"adapter_names has {len(adapter_names)} entries for a batch of {first.shape[0]}")
@@ -523,11 +537,17 @@ def _specialised(base_class: type) -> type:
     name = f"Propulsion{base_class.__name__}"
     while name in globals():  # two base classes of one name from different modules
         name += "_"
-    specialised = type(name, (PropulsionModel,), {"forward": forward, "__module__": __name__, "__qualname__": name})
+    specialised = type(name, (PropulsionModel,), {"forward": forward, "__module__": __name__, "__qualname__": name,
+                                                  "_base_class": base_class})
     forward.__qualname__ = f"{name}.forward"
     globals()[name] = specialised
     _SPECIALISED[base_class] = specialised
     return specialised
+
+
+def _blank_instance(base_class: type) -> PropulsionModel:
+    """An uninitialised instance of the specialised class for ``base_class`` (unpickling fills its __dict__)."""
+    return nn.Module.__new__(_specialised(base_class))
 
 
 def get_propulsion_model(model: nn.Module, config: PropulsionConfig, adapter_name: str = DEFAULT_ADAPTER,

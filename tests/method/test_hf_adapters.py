@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -114,6 +116,12 @@ def test_mixed_batch_generate_equals_each_adapter_alone():
 
 def test_bad_adapter_use_gets_one_clear_line():
     many = get_propulsion_model(roberta_classifier(), PropulsionConfig(targets="attn"))
+    many.gradient_checkpointing_enable()
+    many.train()
+    with pytest.raises(ValueError, match=r"mixed batches \(adapter_names\) cannot train with gradient checkpointing"):
+        many(**batch(size=2), adapter_names=["default", "default"])
+    many.gradient_checkpointing_disable()
+    many.eval()
     with pytest.raises(ValueError, match=r"unknown adapter\(s\) \['x'\] in adapter_names; this model's adapters: "
                                          r"default \(and '__base__' for the base model\)"):
         many(**batch(size=2), adapter_names=["default", "x"])
@@ -137,13 +145,19 @@ def test_bad_adapter_use_gets_one_clear_line():
             pass
 
 
-def test_many_adapters_survive_deepcopy_pickle_and_dtype_casts():
+def test_many_adapters_survive_deepcopy_pickle_and_dtype_casts(tmp_path):
     _, many = singles(roberta_classifier())
     many.set_adapter("c")
     expected = outputs(many, batch())
     for clone in (copy.deepcopy(many), pickle.loads(pickle.dumps(many))):
         assert type(clone) is type(many) and clone.active_adapter == "c"
         assert torch.equal(outputs(clone, batch()), expected)
+    # a new process never made PropulsionRobertaForSequenceClassification: unpickling makes it again
+    torch.save(many, tmp_path / "model.pt")
+    path = str(tmp_path / "model.pt")  # a whole pickled model, our own file: weights_only=False is safe here
+    code = f"import torch; m = torch.load({path!r}, weights_only=False); print(type(m).__name__, m.active_adapter)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["PropulsionRobertaForSequenceClassification", "c"], out.stderr[-2000:]
     many.to(torch.bfloat16)
     layer = next(iter(propulsion_layers(many.base_model).values()))
     assert all(vectors.dtype == torch.float32 for vectors in layer.all_vectors())  # every adapter's z stays fp32
