@@ -167,9 +167,11 @@ def _adalora_hooks(tuner) -> Hooks:
                  summary=summary)
 
 
-def save_trained(model: torch.nn.Module, directory: Path) -> list[str]:
+def save_trained(model: torch.nn.Module, directory: Path, metrics: dict | None = None,
+                 base_model_revision: str | None = None) -> list[str]:
     """The trained parameters in the method's own format, as safetensors; returns the files written.
-    Propulsion: adapter weights + config (``PropulsionModel.from_pretrained(base, directory)``); PEFT:
+    Propulsion: adapter weights + config + model card with the run's ``metrics``
+    (``PropulsionModel.from_pretrained(base, directory)``); PEFT:
     ``save_pretrained`` (``PeftModel.from_pretrained``); BitFit and full fine-tuning: the trainable tensors by
     parameter name, ``trainable.safetensors`` (full fine-tuning's is the whole model)."""
     from peft import PeftModel
@@ -181,9 +183,9 @@ def save_trained(model: torch.nn.Module, directory: Path) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
     injected = getattr(model, "propulsion_config", None)
     if isinstance(model, PropulsionModel):
-        model.save_pretrained(directory)
+        model.save_pretrained(directory, metrics=metrics)
     elif isinstance(injected, PropulsionConfig):
-        save_adapter(model, injected, directory)
+        save_adapter(model, injected, directory, metrics=metrics, base_model_revision=base_model_revision)
     elif isinstance(model, PeftModel):
         # AdaLoRA's save_pretrained cuts its matrices down to the final budget's rank pattern; the reported
         # model (the best dev checkpoint) may come from before that step. Without a pattern the masked

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,9 +37,10 @@ from propulsion import records
 from propulsion.adapt import apply_method, propulsion_config
 from propulsion.method import PropulsionModel, count_parameters, scaling
 from propulsion.method._torch_compat import dispatch_mode_base
+from propulsion.resources import CONF_DIR
 from propulsion.specs import MethodSpec
 
-CONF_METHODS = Path(__file__).resolve().parent.parent / "conf" / "method"
+CONF_METHODS = CONF_DIR / "method"
 METHODS = ("floor", "propulsion", "propulsion_simple", "propulsion_attn", "lora", "adalora", "ia3", "bitfit",
            "prefix", "full_ft")
 SIZES = {  # hidden, layers, heads, intermediate, batch, tokens, vocabulary
@@ -50,6 +50,7 @@ SIZES = {  # hidden, layers, heads, intermediate, batch, tokens, vocabulary
 }
 DEGREE = 15  # the paper's SST-2 degree; the cost does not depend on it
 TOTAL_STEPS = 1000  # AdaLoRA's schedule (its tinit/tfinal come from the YAML's ratios)
+MIXED_ADAPTERS = 8  # issue 14: a mixed batch of 8 adapters vs one adapter vs the merged model
 TARGET = 1.05  # issue 7: Propulsion(All) step time and saved activations at most 1.05x the floor
 
 
@@ -248,7 +249,9 @@ def measure(size: str = "default", methods: tuple[str, ...] = METHODS, rounds: i
 @torch.no_grad()
 def measure_inference(base: torch.nn.Module, batch: dict[str, torch.Tensor], rounds: int,
                       autocast: Any = None) -> dict[str, Any]:
-    """Base vs Propulsion(All) unmerged vs merged (merge_and_unload), with z moved off 1; float32 outputs compared."""
+    """Base vs Propulsion(All) unmerged vs merged (merge_and_unload), with z moved off 1; float32 outputs compared.
+    ``mixed``: the same model holding MIXED_ADAPTERS named adapters, each example of the batch with its own
+    (``adapter_names``), against one adapter (unmerged) and the merged model."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     plain = copy.deepcopy(base).eval()
     wrapped = PropulsionModel(copy.deepcopy(base), propulsion_config(method_spec("propulsion"))).eval()
@@ -258,7 +261,17 @@ def measure_inference(base: torch.nn.Module, batch: dict[str, torch.Tensor], rou
             parameter.add_(0.01 * torch.randn(parameter.shape, generator=generator).to(parameter.device))
     merged = copy.deepcopy(wrapped).merge_and_unload().eval()
     gap = (merged(**inputs).logits - wrapped(**inputs).logits).abs().max().item()
-    models = {"base": plain, "unmerged": wrapped, "merged": merged}
+    many = copy.deepcopy(wrapped)
+    for index in range(1, MIXED_ADAPTERS):
+        many.add_adapter(f"a{index}", propulsion_config(method_spec("propulsion")))
+    for name, parameter in many.named_parameters():
+        if ".propulsion_extra." in name:
+            parameter.add_(0.01 * torch.randn(parameter.shape, generator=generator).to(parameter.device))
+    adapters = list(many.propulsion_configs)
+    rows = inputs["input_ids"].shape[0]
+    adapter_names = [adapters[row % len(adapters)] for row in range(rows)]
+    models = {"base": plain, "unmerged": wrapped, "merged": merged,
+              "mixed": lambda **kwargs: many(**kwargs, adapter_names=adapter_names)}
     times: dict[str, list[float]] = {name: [] for name in models}
     synchronize = torch.cuda.synchronize if batch["input_ids"].is_cuda else (lambda: None)
     names = list(models)
@@ -275,7 +288,9 @@ def measure_inference(base: torch.nn.Module, batch: dict[str, torch.Tensor], rou
     median = {name: statistics.median(values) for name, values in times.items()}
     return {"median_s": median, "spread": {name: _spread(values) for name, values in times.items()},
             "unmerged_vs_base": median["unmerged"] / median["base"],
-            "merged_vs_base": median["merged"] / median["base"], "max_abs_output_difference": gap}
+            "merged_vs_base": median["merged"] / median["base"], "max_abs_output_difference": gap,
+            "mixed_adapters": len(set(adapter_names)), "mixed_vs_unmerged": median["mixed"] / median["unmerged"],
+            "mixed_vs_merged": median["mixed"] / median["merged"]}
 
 
 def _ratio(row: dict[str, Any], key: str) -> str:
@@ -312,6 +327,8 @@ def table(result: dict[str, Any]) -> str:
                      f"{ms['merged']:.1f}; unmerged / base {inference['unmerged_vs_base']:.3f}, merged / base "
                      f"{inference['merged_vs_base']:.3f}; max |merged - unmerged| "
                      f"{inference['max_abs_output_difference']:.1e}")
+        lines.append(f"mixed batch of {inference['mixed_adapters']} adapters (ms): {ms['mixed']:.1f}; "
+                     f"/ one adapter {inference['mixed_vs_unmerged']:.3f}, / merged {inference['mixed_vs_merged']:.3f}")
     return "\n".join(lines)
 
 

@@ -219,3 +219,45 @@ def recording(record: dict[str, Any], path: str | Path, write: bool = True) -> I
         record["finished_at"] = utc_now()
         if write:
             write_json_atomic(path, record)
+
+
+# The columns of ``load``, in order; metrics follow as ``metric.<name>`` (``metric.matched/accuracy``).
+FRAME_COLUMNS = (
+    "run_id", "status", "error", "model", "task", "family", "method", "degree", "seed", "protocol",
+    "main_metric", "main_value", "params_trainable", "params_total", "params_percent", "wall_time_s",
+    "peak_memory_bytes", "peak_memory_kind", "started_at", "finished_at", "git_commit", "path",
+)
+
+
+def flat_row(record: dict[str, Any], path: str | Path | None = None) -> dict[str, Any]:
+    """One record as one flat row: identity, status, every reported metric, counts, time, memory."""
+    metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+    params = record.get("params") if isinstance(record.get("params"), dict) else {}
+    main = record.get("main_metric")
+    row = {key: record.get(key) for key in FRAME_COLUMNS}
+    row.update(main_value=metric_value(metrics, main) if main else None, params_trainable=params.get("trainable"),
+               params_total=params.get("total"), params_percent=params.get("percent"),
+               path=str(path) if path is not None else None)
+    row.update({f"metric.{name}": value for name, value in sorted(metrics.items())})
+    return row
+
+
+def load(runs_dir: str | Path):
+    """Every run record under ``runs_dir`` as a pandas DataFrame, one row per record file (any status; a file
+    that cannot be read is a row with status "unreadable" and the reason in ``error``), ordered by path.
+    Columns: FRAME_COLUMNS, then ``metric.<name>`` for every metric any run reported (NaN where a run has none).
+
+        >>> frame = load("results/runs")
+        >>> frame[frame.status == "completed"].groupby(["task", "method"])["main_value"].mean()
+    """
+    import pandas as pd  # here, not at the top: records is imported by light modules and by every run
+
+    rows = []
+    for path in find_records(runs_dir):
+        try:
+            rows.append(flat_row(read_record(path), path))
+        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+            rows.append({"status": "unreadable", "error": str(error).splitlines()[0][:200], "path": str(path)})
+    frame = pd.DataFrame(rows)
+    metric_columns = sorted(c for c in frame.columns if c.startswith("metric."))
+    return frame.reindex(columns=[*FRAME_COLUMNS, *metric_columns])

@@ -20,9 +20,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from propulsion.resources import CONF_DIR, EXPERIMENTS_DIR
 from propulsion.specs import RunSpec, UserError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 CHECKED_GROUPS = ("model", "task", "method", "trainer", "logger")
 
 
@@ -133,7 +133,7 @@ def trainable_count(model: str, method: str, task: str, overrides: tuple[str, ..
     return int(parameter_count(model, method, task, overrides)["trainable"])
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")  # the checkout's or the packaged
 def main(cfg: DictConfig) -> float:
     from propulsion.experiment import result_table, run_experiment
     from propulsion.records import metric_value
@@ -160,11 +160,34 @@ def main(cfg: DictConfig) -> float:
     return float(value) if value is not None else math.nan
 
 
+def expand_experiment(argv: list[str]) -> tuple[list[str], str | None]:
+    """``--experiment NAME`` (a paper sweep, experiments/NAME.yaml, shipped with the package) becomes Hydra's
+    ``--config-dir <experiments> --config-name NAME``; (argv, error line)."""
+    out, index = [], 0
+    while index < len(argv):
+        argument = argv[index]
+        if argument == "--experiment" or argument.startswith("--experiment="):
+            name = argument.partition("=")[2] if "=" in argument else (argv[index + 1] if index + 1 < len(argv)
+                                                                       else "")
+            index += 1 if "=" in argument else 2
+            valid = sorted(path.stem for path in EXPERIMENTS_DIR.glob("*.yaml"))
+            if name not in valid:
+                return argv, f"error: unknown experiment {name!r}; valid choices: {', '.join(valid)}"
+            out += ["--config-dir", str(EXPERIMENTS_DIR), "--config-name", name]
+            continue
+        out.append(argument)
+        index += 1
+    return out, None
+
+
 def cli() -> None:
-    problem = check_choices(sys.argv[1:])
+    """The ``propulsion-run`` console script (and ``python -m propulsion.run``)."""
+    argv, problem = expand_experiment(sys.argv[1:])
+    problem = problem or check_choices(argv)
     if problem:
         print(problem, file=sys.stderr)
         sys.exit(2)
+    sys.argv[1:] = argv  # Hydra reads sys.argv
     main()
 
 

@@ -25,18 +25,16 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from propulsion import records
+from propulsion import records, resources
 
-ROOT = Path(__file__).resolve().parent.parent
-PAPER_DIR = ROOT / "results" / "paper"
-METHOD_CONF_DIR = ROOT / "conf" / "method"
-TRAINER_CONF_DIR = ROOT / "conf" / "trainer"
-EXPERIMENTS_DIR = ROOT / "experiments"
+PAPER_DIR = resources.PAPER_DIR  # the checkout's results/paper, or the installed package's copy
+METHOD_CONF_DIR = resources.CONF_DIR / "method"
+TRAINER_CONF_DIR = resources.CONF_DIR / "trainer"
+EXPERIMENTS_DIR = resources.EXPERIMENTS_DIR
 FRACTION_FAMILIES = ("glue",)  # metrics stored in [0, 1], shown ×100
 NOT_SETTINGS = ("name", "kind", "degree")  # preset keys that are not a method setting (degree ranked apart)
 # Tables whose sweep (experiments/<name>.yaml) sets settings of its own or runs one seed: their fill commands run

@@ -181,7 +181,7 @@ class LoggerSpec:
     tags: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _choice("logger", self.name, ("wandb", "none"))
+        _choice("logger", self.name, ("wandb", "tensorboard", "none"))
 
 
 @dataclass

@@ -36,6 +36,8 @@ def test_tiny_benchmark_writes_a_record_with_every_method(tmp_path, capsys):
     assert rows["propulsion"]["forward_operations"] == rows["propulsion_simple"]["forward_operations"] + 5
     inference = record["bench_inference"]
     assert inference["max_abs_output_difference"] < 1e-5 and inference["merged_vs_base"] > 0
+    # the tiny batch of 2 runs 2 of the 8 adapters, one per example
+    assert inference["mixed_adapters"] == 2 and inference["mixed_vs_merged"] > 0 and inference["mixed_vs_unmerged"] > 0
     assert record["bench_setup"]["precision"] == "fp32"
     printed = capsys.readouterr().out
     assert "| propulsion | 578 |" in printed and "Propulsion(All) vs floor" in printed

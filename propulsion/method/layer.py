@@ -10,6 +10,9 @@ from propulsion.method import scaling
 from propulsion.method.config import PropulsionConfig
 from propulsion.method.scaling import apply_scale, compute_scale, scaled_embedding, scaled_linear
 
+DEFAULT_ADAPTER = "default"  # PEFT's name for the first adapter
+BASE = "__base__"  # in a mixed batch's adapter_names: this example runs the base model (PEFT's convention)
+
 
 def output_features(layer: nn.Module) -> int:
     if isinstance(layer, nn.Linear):
@@ -34,28 +37,69 @@ def initial_vectors(config: PropulsionConfig, features: int, device) -> torch.Te
 
 
 class PropulsionLayer(nn.Module):
-    """Output V of ``base_layer`` becomes V ⊙ pool(z_i ** degree); z is float32, one entry per output feature."""
+    """Output V of ``base_layer`` becomes V ⊙ pool(z_i ** degree); z is float32, one entry per output feature.
 
-    def __init__(self, base_layer: nn.Module, config: PropulsionConfig):
+    Named adapters (PEFT's LoRA layout): the first adapter's vectors are ``propulsion`` (so a one-adapter model
+    has the parameter names it always had), further ones ``propulsion_extra[name]``; each keeps its own degree
+    and pooling. ``active_adapter`` None runs the base layer; ``batch_adapters`` (set by PropulsionModel for
+    one forward) gives each example of the batch its own adapter."""
+
+    def __init__(self, base_layer: nn.Module, config: PropulsionConfig, adapter_name: str = DEFAULT_ADAPTER):
         super().__init__()
         self.base_layer = base_layer
-        self.degree = config.degree
-        self.pooling = config.pooling
         weight = base_layer.weight
         self.propulsion = nn.Parameter(initial_vectors(config, output_features(base_layer), weight.device))
+        self.propulsion_extra = nn.ParameterDict()
+        self.settings: dict[str, tuple[int, str]] = {adapter_name: (config.degree, config.pooling)}
+        self.active_adapter: str | None = adapter_name
+        self.batch_adapters: list[str] | None = None
         self.merged = False
+        self.merged_adapter: str | None = None
         self.lean = True  # the memory-lean backward (scaling.py); off where the model edits the output in place
         self.scale_range: tuple[float, float] | None = None  # |s| range for one model forward (check_scales)
 
-    def scale(self) -> torch.Tensor:
-        return compute_scale(self.propulsion, self.degree, self.pooling)
+    @property
+    def first_adapter(self) -> str:
+        return next(iter(self.settings))
+
+    @property
+    def degree(self) -> int:
+        return self.settings[self.active_adapter or self.first_adapter][0]
+
+    @property
+    def pooling(self) -> str:
+        return self.settings[self.active_adapter or self.first_adapter][1]
+
+    def vectors(self, name: str | None = None) -> nn.Parameter:
+        """The named adapter's z (the active one's by default)."""
+        name = name or self.active_adapter or self.first_adapter
+        return self.propulsion if name == self.first_adapter else self.propulsion_extra[name]
+
+    def all_vectors(self) -> list[nn.Parameter]:
+        return [self.propulsion, *self.propulsion_extra.values()]
+
+    def add_adapter(self, name: str, config: PropulsionConfig) -> None:
+        """New vectors for ``name``, frozen until PropulsionModel.set_adapter makes them the trained ones."""
+        vectors = initial_vectors(config, output_features(self.base_layer), self.propulsion.device)
+        self.propulsion_extra[name] = nn.Parameter(vectors, requires_grad=False)
+        self.settings[name] = (config.degree, config.pooling)
+
+    def delete_adapter(self, name: str) -> None:
+        del self.propulsion_extra[name]
+        del self.settings[name]
+
+    def scale(self, name: str | None = None) -> torch.Tensor:
+        name = name or self.active_adapter or self.first_adapter
+        degree, pooling = self.settings[name]
+        return compute_scale(self.vectors(name), degree, pooling)
 
     @torch.no_grad()
     def range_source(self) -> tuple[torch.Tensor, int]:
         """(b, power) with s = b ** power elementwise, for ``scaling.scale_ranges``: z itself and the degree
         when there is one vector (no s is built), else the pooled s and 1."""
-        if self.propulsion.shape[0] == 1:
-            return self.propulsion.view(-1), self.degree
+        vectors = self.vectors()
+        if vectors.shape[0] == 1:
+            return vectors.view(-1), self.degree
         return self.scale(), 1
 
     def own_scale_range(self) -> tuple[float, float]:
@@ -67,8 +111,28 @@ class PropulsionLayer(nn.Module):
         # Known for this forward (check_scales), else read only if a lean node asks for it.
         return self.scale_range if self.scale_range is not None else self.own_scale_range
 
+    def mixed_scale(self, output: torch.Tensor) -> torch.Tensor:
+        """V ⊙ s_b with example b's own adapter: one (rows, features) scale, broadcast over the middle dims.
+        generate() repeats each example (beams, num_return_sequences) in place, so rows may be a multiple of the
+        names, each name repeated alike (repeat_interleave, as transformers expands a batch)."""
+        names = self.batch_adapters
+        rows = output.shape[0]
+        if rows % len(names):
+            raise ValueError(f"adapter_names has {len(names)} entries but a layer saw a batch of {rows}")
+        unique = list(dict.fromkeys(names))
+        scales = torch.stack([torch.ones_like(self.propulsion[0], dtype=torch.float32) if name == BASE
+                              else self.scale(name) for name in unique])
+        index = torch.tensor([unique.index(name) for name in names], device=scales.device)
+        per_row = scales.index_select(0, index).repeat_interleave(rows // len(names), 0)
+        shape = (rows,) + (1,) * (output.dim() - 2) + (per_row.shape[-1],)
+        return output * per_row.to(output.dtype).view(shape)
+
     def forward(self, *args, **kwargs):
         base = self.base_layer
+        if not self.merged and self.batch_adapters is not None:
+            return self.mixed_scale(base(*args, **kwargs))
+        if not self.merged and self.active_adapter is None:  # disable_adapter()
+            return base(*args, **kwargs)
         if not self.merged and len(args) == 1 and not kwargs and not (base._forward_hooks or base._forward_pre_hooks):
             # A plain Linear / lookup (not a subclass, not a forward replaced by hooks: BART's embeddings add
             # offsets and scales) is computed with its scale in one lean step (scaling.py), same values.
@@ -96,13 +160,13 @@ class PropulsionLayer(nn.Module):
         # model.to(bfloat16) casts everything; the Propulsion vectors stay float32 (z**k needs the range).
         # Casting back after the fact would keep only bf16's 8 bits of z (a trained 1.0012 becomes 1.0, and
         # z**15 moves by 2%), so the float32 values from before are restored, on the new device.
-        before = self.propulsion.data
+        before = [vectors.data for vectors in self.all_vectors()]
         super()._apply(fn, recurse)
-        if self.propulsion.dtype != torch.float32:
-            self.propulsion.data = before.to(self.propulsion.device)
-            grad = self.propulsion.grad
-            if grad is not None:
-                self.propulsion.grad = grad.float()
+        for vectors, data in zip(self.all_vectors(), before, strict=True):
+            if vectors.dtype != torch.float32:
+                vectors.data = data.to(vectors.device)
+                if vectors.grad is not None:
+                    vectors.grad = vectors.grad.float()
         return self
 
     @torch.no_grad()
@@ -111,18 +175,22 @@ class PropulsionLayer(nn.Module):
         New tensors are made, not edited in place, so a weight tied to another module is left intact."""
         if self.merged:
             return
+        if self.active_adapter is None:
+            raise ValueError("cannot merge inside disable_adapter(): no adapter is active")
         self._rescale(self.scale())
         self.merged = True
+        self.merged_adapter = self.active_adapter
 
     @torch.no_grad()
     def unmerge(self) -> None:
         if not self.merged:
             return
-        scale = self.scale()
+        scale = self.scale(self.merged_adapter)
         if bool((scale == 0).any()):
             raise ValueError("cannot unmerge: a Propulsion scale is exactly 0, so the base weights are lost")
         self._rescale(1.0 / scale)
         self.merged = False
+        self.merged_adapter = None
 
     def _rescale(self, scale: torch.Tensor) -> None:
         layer = self.base_layer
@@ -138,7 +206,8 @@ class PropulsionLayer(nn.Module):
             layer.bias = nn.Parameter((bias.float() * s).to(bias.dtype), requires_grad=bias.requires_grad)
 
     def extra_repr(self) -> str:
-        return f"degree={self.degree}, num_vectors={self.propulsion.shape[0]}, pooling={self.pooling}"
+        adapters = f", adapters={list(self.settings)}" if len(self.settings) > 1 else ""
+        return f"degree={self.degree}, num_vectors={self.vectors().shape[0]}, pooling={self.pooling}{adapters}"
 
 
 def check_scales(root: nn.Module, args) -> None:
@@ -148,7 +217,8 @@ def check_scales(root: nn.Module, args) -> None:
     if not torch.is_grad_enabled() or scaling.IMPLEMENTATION != "lean" or scaling._transformed():
         return
     layers = [m for m in root.modules() if isinstance(m, PropulsionLayer) and m.lean and not m.merged
-              and m.propulsion.requires_grad and type(m.propulsion.data) is torch.Tensor]
+              and m.active_adapter is not None and m.batch_adapters is None
+              and m.vectors().requires_grad and type(m.vectors().data) is torch.Tensor]
     if not layers:
         return
     bases, powers = zip(*(layer.range_source() for layer in layers), strict=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
+import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,12 +14,19 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from propulsion.method import hub
 from propulsion.method.config import PropulsionConfig
-from propulsion.method.layer import PropulsionLayer, install_scale_checks, remove_scale_checks
+from propulsion.method.hub import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MODEL_CARD
+from propulsion.method.layer import (
+    BASE,
+    DEFAULT_ADAPTER,
+    PropulsionLayer,
+    install_scale_checks,
+    remove_scale_checks,
+)
 from propulsion.method.presets import head_module_names, modified_in_place, resolve_targets
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "propulsion_config.json"
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9_\-]+")  # a ParameterDict key (no '.') and a folder name
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,7 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def inject_propulsion(model: nn.Module, config: PropulsionConfig) -> list[str]:
+def inject_propulsion(model: nn.Module, config: PropulsionConfig, adapter_name: str = DEFAULT_ADAPTER) -> list[str]:
     """Freeze ``model``, wrap the targeted layers in place, and mark what trains; returns the wrapped names."""
     if propulsion_layers(model):
         raise ValueError("this model already holds Propulsion layers; merge_and_unload() it first")
@@ -90,7 +101,7 @@ def inject_propulsion(model: nn.Module, config: PropulsionConfig) -> list[str]:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for name in names:
-        layer = PropulsionLayer(model.get_submodule(name), config)
+        layer = PropulsionLayer(model.get_submodule(name), config, adapter_name)
         layer.lean = not modified_in_place(model, name, config.architecture)
         _replace(model, name, layer)
     if config.head in ("full", "both"):  # "both" keeps the head's z as well (wrapped above)
@@ -120,6 +131,12 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], stric
     """Copy tensors into the model; a missing key or a shape mismatch is a clear ValueError. ``strict``: every
     tensor the model trains must be in ``state`` (else that z would silently keep its init)."""
     params = dict(model.named_parameters())
+    required = [key for key, p in params.items() if p.requires_grad]
+    _load_into(params, required, state, strict)
+
+
+def _load_into(params: dict[str, torch.Tensor], required: list[str], state: dict[str, torch.Tensor],
+               strict: bool) -> None:
     for key, value in state.items():
         if key not in params:
             raise ValueError(f"adapter tensor {key!r} (shape {tuple(value.shape)}) has no place in this model "
@@ -127,7 +144,7 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], stric
         if tuple(params[key].shape) != tuple(value.shape):
             raise ValueError(f"adapter tensor {key!r} has shape {tuple(value.shape)} but the model's is "
                              f"{tuple(params[key].shape)}: the adapter was trained on a different model size")
-    missing = [key for key, p in params.items() if p.requires_grad and key not in state]
+    missing = [key for key in required if key not in state]
     if strict and missing:
         raise ValueError(f"the adapter lacks {len(missing)} tensor(s) this model trains, e.g. {missing[0]!r} "
                          f"(model shape {tuple(params[missing[0]].shape)}): saved with another config?")
@@ -136,39 +153,112 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], stric
             params[key].copy_(value.to(params[key].device, params[key].dtype))
 
 
+def _is_vectors(name: str) -> bool:
+    return name.endswith(".propulsion") or ".propulsion_extra." in name
+
+
+def _adapter_tensors(model: nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
+    """The named adapter's tensors under the names a one-adapter model gives them (``<layer>.propulsion``), so
+    any adapter saves and loads like the first; plus what else trains (head / bias policies)."""
+    tensors: dict[str, torch.Tensor] = {f"{name}.propulsion": layer.vectors(adapter_name)
+                                        for name, layer in propulsion_layers(model).items()}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and not _is_vectors(name):
+            tensors[name] = parameter
+    return tensors
+
+
 # Public names for checkpointing an injected plain model (the same functions).
 save_propulsion_state = trainable_state
 load_propulsion_state = load_trainable_state
 
 
-def save_adapter(model: nn.Module, config: PropulsionConfig, directory: str | Path) -> None:
-    """The trainable tensors (safetensors) and the config of a model with Propulsion injected: what
-    ``PropulsionModel.save_pretrained`` writes and ``PropulsionModel.from_pretrained`` loads onto a fresh base."""
+def adapter_payload(model: nn.Module, config: PropulsionConfig, base_model_revision: str | None = None) -> dict:
+    """What ``propulsion_config.json`` holds: the config, and where the adapter belongs (base model id as
+    transformers loaded it, the base's revision as given, architecture) and which library wrote it.
+    transformers 5 keeps no commit on the config, so the revision is what the caller says (as PEFT's
+    ``get_peft_model(..., revision=)``); older versions' ``config._commit_hash`` is used when nothing is given."""
+    from propulsion import __version__
+
+    base_config = getattr(model, "config", None)
+    return {"propulsion_config": config.to_dict(),
+            "base_model_type": getattr(base_config, "model_type", None),
+            "base_model_name_or_path": getattr(base_config, "_name_or_path", None) or None,
+            "base_model_revision": base_model_revision or getattr(base_config, "_commit_hash", None),
+            "propulsion_version": __version__}
+
+
+def save_adapter(model: nn.Module, config: PropulsionConfig, directory: str | Path, adapter_name: str | None = None,
+                 metrics: dict | None = None, repo_id: str | None = None, base_model_revision: str | None = None
+                 ) -> None:
+    """The adapter's tensors (safetensors), its config and a model card (README.md) for a model with Propulsion
+    injected: what ``PropulsionModel.save_pretrained`` writes and ``PropulsionModel.from_pretrained`` loads onto a
+    fresh base. ``metrics`` (a run's results) go into the card."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    if any(layer.merged for layer in propulsion_layers(model).values()):
+    layers = propulsion_layers(model)
+    if any(layer.merged for layer in layers.values()):
         raise ValueError("unmerge() before save_pretrained(): merged weights are not an adapter")
-    save_file(trainable_state(model), str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    payload = {"propulsion_config": config.to_dict(),
-               "base_model_type": getattr(getattr(model, "config", None), "model_type", None)}
+    if adapter_name is None:
+        adapter_name = next(iter(layers.values())).first_adapter if layers else DEFAULT_ADAPTER
+    state = {name: t.detach().to("cpu", copy=True).contiguous()
+             for name, t in _adapter_tensors(model, adapter_name).items()}
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    payload = adapter_payload(model, config, base_model_revision)
     (directory / ADAPTER_CONFIG).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    total = sum(p.numel() for name, p in model.named_parameters() if not _is_vectors(name))
+    trainable = sum(t.numel() for t in state.values())
+    card = hub.model_card(payload, trainable, total + trainable, len(layers), metrics, repo_id)
+    (directory / MODEL_CARD).write_text(card)
+
+
+def read_adapter(folder: Path) -> tuple[PropulsionConfig, dict[str, torch.Tensor], dict]:
+    for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        if not (folder / required).exists():
+            raise ValueError(f"{folder} holds no Propulsion adapter: {required} is missing")
+    payload = json.loads((folder / ADAPTER_CONFIG).read_text())
+    return PropulsionConfig.from_dict(payload["propulsion_config"]), load_file(str(folder / ADAPTER_WEIGHTS)), payload
 
 
 class PropulsionModel(nn.Module):
-    """A transformers model with Propulsion injected; forward, generate and attributes pass through."""
+    """A transformers model with Propulsion injected; forward, generate and attributes pass through.
 
-    def __init__(self, model: nn.Module, config: PropulsionConfig):
+    ``PropulsionModel(model, config)`` is an instance of a subclass made once per base class whose ``forward``
+    carries the base model's signature: ``transformers.Trainer`` reads it (on the class) to keep the dataset's
+    columns and find the label names. ``state_dict()`` holds the adapter (every adapter's z and whatever else
+    trains), not the frozen base, so the Trainer's checkpoints are adapter-sized and its resume / best-model
+    loading (``load_state_dict(..., strict=False)``) restore exactly that. ``base_model.state_dict()`` is the full
+    model. Named adapters as PEFT's LoRA: add_adapter, set_adapter, delete_adapter, disable_adapter(), and mixed
+    batches (``adapter_names=[...]``, one per example; ``"__base__"`` for the base model)."""
+
+    def __new__(cls, model: nn.Module | None = None, *args, **kwargs):
+        if cls is PropulsionModel and isinstance(model, nn.Module):
+            cls = _specialised(type(model))
+        return super().__new__(cls)
+
+    def __init__(self, model: nn.Module, config: PropulsionConfig, adapter_name: str = DEFAULT_ADAPTER,
+                 revision: str | None = None):
         super().__init__()
+        _check_adapter_name(adapter_name)
         self.base_model = model
-        self.propulsion_config = config
-        self.wrapped_modules = inject_propulsion(model, config)
+        self.base_model_revision = revision  # the base model's hub revision, recorded in the saved adapter
+        self.propulsion_configs: dict[str, PropulsionConfig] = {adapter_name: config}
+        self.wrapped_modules = inject_propulsion(model, config, adapter_name)
+        self._active_adapter: str | None = adapter_name
         self._tied_before_merge: list[list[str]] | None = None  # set by merge(), read by unmerge()
 
-    def forward(self, *args, **kwargs):
-        return self.base_model(*args, **kwargs)
+    # -- passthrough -------------------------------------------------------------------------------------
+    def forward(self, *args, adapter_names: list[str] | None = None, **kwargs):
+        if adapter_names is None:
+            return self.base_model(*args, **kwargs)
+        with self._mixed_batch(adapter_names, args, kwargs):
+            return self.base_model(*args, **kwargs)
 
-    def generate(self, *args, **kwargs):
-        return self.base_model.generate(*args, **kwargs)
+    def generate(self, *args, adapter_names: list[str] | None = None, **kwargs):
+        if adapter_names is None:
+            return self.base_model.generate(*args, **kwargs)
+        with self._mixed_batch(adapter_names, args, kwargs):
+            return self.base_model.generate(*args, **kwargs)
 
     def __getattr__(self, name: str):
         try:
@@ -178,6 +268,156 @@ class PropulsionModel(nn.Module):
                 raise
             return getattr(self.base_model, name)
 
+    def get_base_model(self) -> nn.Module:
+        return self.base_model
+
+    def __reduce_ex__(self, protocol):
+        # An instance of a class made at run time pickles as "make that class again for this base class", so a
+        # new process (which never made it) can unpickle it; deepcopy goes the same way.
+        base_class = getattr(type(self), "_base_class", None)
+        if base_class is None:
+            return super().__reduce_ex__(protocol)
+        return _blank_instance, (base_class,), self.__dict__.copy()
+
+    # -- state: the adapter, not the frozen base --------------------------------------------------------
+    def _adapter_keys(self) -> list[str]:
+        return [name for name, p in self.named_parameters(remove_duplicate=False)
+                if p.requires_grad or _is_vectors(name)]
+
+    def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
+        full = super().state_dict(prefix=prefix, keep_vars=keep_vars)
+        keep = {prefix + name for name in self._adapter_keys()}
+        destination = OrderedDict() if destination is None else destination
+        for key, value in full.items():
+            if key in keep:
+                destination[key] = value
+        return destination
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """An adapter state (what ``state_dict()`` gives) or a full one (keys of ``base_model.*`` and adapter)."""
+        keys = set(self._adapter_keys())
+        if not set(state_dict) <= keys:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        missing = sorted(keys - set(state_dict))
+        if strict and missing:
+            raise RuntimeError(f"the adapter state lacks {len(missing)} tensor(s), e.g. {missing[0]!r}")
+        super().load_state_dict(state_dict, strict=False, assign=assign)
+        return nn.modules.module._IncompatibleKeys(missing, [])
+
+    # -- named adapters ---------------------------------------------------------------------------------
+    @property
+    def propulsion_config(self) -> PropulsionConfig:
+        """The active adapter's config (the first adapter's inside disable_adapter())."""
+        return self.propulsion_configs[self._active_adapter or next(iter(self.propulsion_configs))]
+
+    @property
+    def active_adapter(self) -> str | None:
+        return self._active_adapter
+
+    @property
+    def active_adapters(self) -> list[str]:
+        return [self._active_adapter] if self._active_adapter else []
+
+    def _layers(self) -> dict[str, PropulsionLayer]:
+        return propulsion_layers(self.base_model)
+
+    def _require(self, name: str) -> None:
+        if name not in self.propulsion_configs:
+            raise ValueError(f"unknown adapter {name!r}; this model's adapters: {', '.join(self.propulsion_configs)}")
+
+    def _require_unmerged(self, action: str) -> None:
+        if any(layer.merged for layer in self._layers().values()):
+            raise ValueError(f"cannot {action} while an adapter is merged; unmerge() first")
+
+    def add_adapter(self, adapter_name: str, config: PropulsionConfig) -> None:
+        """New z vectors on the same wrapped layers (initialised by ``config``), not active until set_adapter.
+        Adapters share the base model, so none may train base weights (head='full' or bias='all')."""
+        _check_adapter_name(adapter_name)
+        if adapter_name in self.propulsion_configs:
+            raise ValueError(f"adapter {adapter_name!r} exists already; delete_adapter() it first")
+        self._require_unmerged("add an adapter")
+        for name, existing in [(adapter_name, config), *self.propulsion_configs.items()]:
+            if existing.head == "full" or existing.bias == "all":
+                raise ValueError(f"adapter {name!r} trains base weights (head={existing.head!r}, "
+                                 f"bias={existing.bias!r}); named adapters share the base model, so each must "
+                                 f"use head='propulsion' and bias='none'")
+        architecture = config.architecture
+        wrapped = resolve_targets(self.base_model, config.targets, architecture)
+        if sorted(wrapped) != sorted(self.wrapped_modules):
+            extra = sorted(set(wrapped) - set(self.wrapped_modules))[:3]
+            lacking = sorted(set(self.wrapped_modules) - set(wrapped))[:3]
+            raise ValueError(f"adapter {adapter_name!r} targets other modules than the model's adapters "
+                             f"(new: {extra}, not targeted: {lacking}); named adapters share one set of layers")
+        for layer in self._layers().values():
+            layer.add_adapter(adapter_name, config)
+        self.propulsion_configs[adapter_name] = config
+
+    def set_adapter(self, adapter_name: str) -> None:
+        """Make ``adapter_name`` the one forward uses and the only one that trains."""
+        self._require(adapter_name)
+        self._require_unmerged("switch adapters")
+        for layer in self._layers().values():
+            layer.active_adapter = adapter_name
+            for name in layer.settings:
+                layer.vectors(name).requires_grad_(name == adapter_name)
+        self._active_adapter = adapter_name
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        self._require(adapter_name)
+        first = next(iter(self.propulsion_configs))
+        if adapter_name == first:
+            raise ValueError(f"adapter {adapter_name!r} is the model's first (its vectors are the layers' own "
+                             f"'propulsion'); it cannot be deleted, only the ones added after it")
+        if adapter_name == self._active_adapter:
+            raise ValueError(f"adapter {adapter_name!r} is active; set_adapter() another one before deleting it")
+        for layer in self._layers().values():
+            layer.delete_adapter(adapter_name)
+        del self.propulsion_configs[adapter_name]
+
+    @contextlib.contextmanager
+    def disable_adapter(self):
+        """Inside the block the model is the base model (every Propulsion layer passes its input through)."""
+        self._require_unmerged("disable the adapter")
+        layers = self._layers().values()
+        before = self._active_adapter
+        for layer in layers:
+            layer.active_adapter = None
+        self._active_adapter = None
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.active_adapter = before
+            self._active_adapter = before
+
+    @contextlib.contextmanager
+    def _mixed_batch(self, adapter_names, args, kwargs):
+        if isinstance(adapter_names, str) or not all(isinstance(n, str) for n in adapter_names):
+            raise ValueError(f"adapter_names must be a list of adapter names, one per example, got {adapter_names!r}")
+        unknown = sorted({n for n in adapter_names if n != BASE and n not in self.propulsion_configs})
+        if unknown:
+            raise ValueError(f"unknown adapter(s) {unknown} in adapter_names; this model's adapters: "
+                             f"{', '.join(self.propulsion_configs)} (and {BASE!r} for the base model)")
+        self._require_unmerged("run a mixed batch")
+        if self.training and torch.is_grad_enabled() and any(
+                getattr(m, "gradient_checkpointing", False) is True for m in self.base_model.modules()):
+            # the backward's recomputation runs after this forward, when the layers no longer know the batch's
+            # adapters: it would recompute with the active adapter alone
+            raise ValueError("mixed batches (adapter_names) cannot train with gradient checkpointing; disable it "
+                             "or train one adapter at a time (set_adapter)")
+        first = kwargs.get("input_ids", args[0] if args else None)
+        if isinstance(first, torch.Tensor) and first.shape[0] != len(adapter_names):
+            raise ValueError(f"adapter_names has {len(adapter_names)} entries for a batch of {first.shape[0]}")
+        layers = self._layers().values()
+        for layer in layers:
+            layer.batch_adapters = list(adapter_names)
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.batch_adapters = None
+
+    # -- counting, merging ------------------------------------------------------------------------------
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         counted = count_parameters(self)
         return counted.trainable, counted.total
@@ -192,21 +432,22 @@ class PropulsionModel(nn.Module):
         other (lm_head and the input embeddings) stop being one tensor; unmerge() ties them again."""
         if self._tied_before_merge is None:
             self._tied_before_merge = _tied_groups(self.base_model)
-        for layer in propulsion_layers(self.base_model).values():
+        for layer in self._layers().values():
             layer.merge()
 
     def unmerge(self) -> None:
-        for layer in propulsion_layers(self.base_model).values():
+        for layer in self._layers().values():
             layer.unmerge()
         if self._tied_before_merge is not None:
             _retie(self.base_model, self._tied_before_merge)  # the members are equal again up to rounding
             self._tied_before_merge = None
 
     def merge_and_unload(self) -> nn.Module:
-        """The plain model: every wrapper merged and replaced by its base layer. Where a merge gave tied weights
-        different values, ``config.tie_word_embeddings`` is set to False so transformers keeps them apart."""
+        """The plain model with the active adapter merged: every wrapper replaced by its base layer. Where a merge
+        gave tied weights different values, ``config.tie_word_embeddings`` is set to False so transformers keeps
+        them apart."""
         groups = self._tied_before_merge if self._tied_before_merge is not None else _tied_groups(self.base_model)
-        for name, layer in propulsion_layers(self.base_model).items():
+        for name, layer in self._layers().items():
             layer.merge()
             _replace(self.base_model, name, layer.base_layer)
         if hasattr(self.base_model, "propulsion_config"):
@@ -216,20 +457,104 @@ class PropulsionModel(nn.Module):
         self._tied_before_merge = None
         return self.base_model
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        save_adapter(self.base_model, self.propulsion_config, directory)
+    # -- saving, loading, the hub -----------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, selected_adapters: list[str] | None = None,
+                        metrics: dict | None = None, push_to_hub: bool = False, repo_id: str | None = None,
+                        **hub_kwargs) -> None:
+        """Each adapter as config + safetensors + model card: 'default' in ``directory``, any other in
+        ``directory/<name>`` (PEFT's layout). ``push_to_hub``: then upload ``directory`` to ``repo_id``
+        (default: the folder's name) with :func:`propulsion.method.hub.upload` (``hub_kwargs``: private, token,
+        revision, commit_message, create_pr, api)."""
+        names = list(self.propulsion_configs) if selected_adapters is None else list(selected_adapters)
+        for name in names:
+            self._require(name)
+        if push_to_hub:
+            repo_id = repo_id or Path(directory).name
+        for name in names:
+            folder = Path(directory) if name == DEFAULT_ADAPTER else Path(directory) / name
+            save_adapter(self.base_model, self.propulsion_configs[name], folder, name, metrics, repo_id,
+                         self.base_model_revision)
+        if push_to_hub:
+            return hub.upload(directory, repo_id, **hub_kwargs)
+        return None
+
+    def push_to_hub(self, repo_id: str, metrics: dict | None = None, selected_adapters: list[str] | None = None,
+                    **hub_kwargs):
+        """Save to a temporary folder and upload it to ``repo_id`` as one commit (huggingface_hub's HfApi);
+        returns its CommitInfo."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            return self.save_pretrained(folder, selected_adapters, metrics, push_to_hub=True, repo_id=repo_id,
+                                        **hub_kwargs)
 
     @classmethod
-    def from_pretrained(cls, base_model: nn.Module, directory: str | Path) -> PropulsionModel:
-        directory = Path(directory)
-        for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-            if not (directory / required).exists():
-                raise ValueError(f"{directory} holds no Propulsion adapter: {required} is missing")
-        payload = json.loads((directory / ADAPTER_CONFIG).read_text())
-        model = cls(base_model, PropulsionConfig.from_dict(payload["propulsion_config"]))
-        load_trainable_state(model.base_model, load_file(str(directory / ADAPTER_WEIGHTS)))
+    def from_pretrained(cls, base_model: nn.Module, source: str | Path, adapter_name: str = DEFAULT_ADAPTER,
+                        revision: str | None = None, subfolder: str | None = None,
+                        token: str | bool | None = None, cache_dir: str | Path | None = None) -> PropulsionModel:
+        """A saved adapter (a folder, or hub repo ``org/name`` at ``revision``) on ``base_model``."""
+        folder = hub.resolve(source, revision, subfolder, token, cache_dir)
+        config, state, _ = read_adapter(folder)
+        model = cls(base_model, config, adapter_name)
+        load_trainable_state(model.base_model, state)
         return model
 
+    def load_adapter(self, source: str | Path, adapter_name: str, revision: str | None = None,
+                     subfolder: str | None = None, token: str | bool | None = None,
+                     cache_dir: str | Path | None = None) -> None:
+        """Add a saved adapter (folder or hub repo) under ``adapter_name``; set_adapter() to use it."""
+        folder = hub.resolve(source, revision, subfolder, token, cache_dir)
+        config, state, _ = read_adapter(folder)
+        self.add_adapter(adapter_name, config)
+        params = _adapter_tensors(self.base_model, adapter_name)
+        try:
+            _load_into(params, [key for key in params if _is_vectors(key)], state, strict=True)
+        except ValueError:
+            self.delete_adapter(adapter_name)
+            raise
 
-def get_propulsion_model(model: nn.Module, config: PropulsionConfig) -> PropulsionModel:
-    return PropulsionModel(model, config)
+
+def _check_adapter_name(name: str) -> None:
+    if not isinstance(name, str) or not ADAPTER_NAME.fullmatch(name) or name == BASE:
+        raise ValueError(f"adapter name {name!r} must be letters, digits, '_' or '-' (and not {BASE!r})")
+
+
+_SPECIALISED: dict[type, type] = {}
+
+
+def _specialised(base_class: type) -> type:
+    """``PropulsionModel`` with ``forward`` showing the base class's signature (made once per base class and
+    registered in this module under its name, so instances pickle). Calls still go to PropulsionModel.forward."""
+    specialised = _SPECIALISED.get(base_class)
+    if specialised is not None:
+        return specialised
+    try:
+        signature = inspect.signature(base_class.forward)  # (self, input_ids, ..., labels, ...)
+    except (TypeError, ValueError):  # no introspectable forward: the generic class
+        return PropulsionModel
+
+    def forward(self, *args, **kwargs):
+        return PropulsionModel.forward(self, *args, **kwargs)
+
+    forward.__signature__ = signature
+    forward.__doc__ = PropulsionModel.forward.__doc__
+    name = f"Propulsion{base_class.__name__}"
+    while name in globals():  # two base classes of one name from different modules
+        name += "_"
+    specialised = type(name, (PropulsionModel,), {"forward": forward, "__module__": __name__, "__qualname__": name,
+                                                  "_base_class": base_class})
+    forward.__qualname__ = f"{name}.forward"
+    globals()[name] = specialised
+    _SPECIALISED[base_class] = specialised
+    return specialised
+
+
+def _blank_instance(base_class: type) -> PropulsionModel:
+    """An uninitialised instance of the specialised class for ``base_class`` (unpickling fills its __dict__)."""
+    return nn.Module.__new__(_specialised(base_class))
+
+
+def get_propulsion_model(model: nn.Module, config: PropulsionConfig, adapter_name: str = DEFAULT_ADAPTER,
+                         revision: str | None = None) -> PropulsionModel:
+    """``revision``: the base model's hub revision (branch, tag or commit), recorded when the adapter is saved."""
+    return PropulsionModel(model, config, adapter_name, revision)

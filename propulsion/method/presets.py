@@ -105,7 +105,9 @@ def pattern_matches(pattern: str, name: str) -> bool:
 
 
 def wrappable_modules(model: nn.Module) -> dict[str, nn.Module]:
-    return {name: module for name, module in model.named_modules() if isinstance(module, WRAPPABLE) and name}
+    # In a model already wrapped (PropulsionModel.add_adapter) a layer is named as its wrapper is.
+    return {name.removesuffix(".base_layer"): module for name, module in model.named_modules()
+            if isinstance(module, WRAPPABLE) and name}
 
 
 def head_module_names(model: nn.Module) -> list[str]:

@@ -128,7 +128,8 @@ def test_save_and_load_round_trip(tmp_path):
 def test_the_adapter_file_holds_only_the_trainable_tensors(tmp_path):
     model = perturbed(get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=7, targets="attn")))
     model.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_model.safetensors", "propulsion_config.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "adapter_model.safetensors",
+                                                         "propulsion_config.json"]  # README.md: the model card
     tensors = load_file(str(tmp_path / "adapter_model.safetensors"))  # a real safetensors file
     assert sorted(tensors) == [f"roberta.encoder.layer.{i}.attention.self.{p}.propulsion"
                                for i in (0, 1) for p in ("key", "query", "value")]

@@ -82,7 +82,7 @@ def test_each_run_saves_its_trained_parameters_as_safetensors(method_sweep):
     from propulsion.method import PropulsionModel
     from propulsion.tiny import build_tiny_model
 
-    formats = {"propulsion": ["adapter_model.safetensors", "propulsion_config.json"],
+    formats = {"propulsion": ["README.md", "adapter_model.safetensors", "propulsion_config.json"],  # + our card
                "lora": ["README.md", "adapter_config.json", "adapter_model.safetensors"],  # README: PEFT's card
                "bitfit": ["trainable.safetensors"], "full_ft": ["trainable.safetensors"]}
     for method, record in method_sweep.items():
@@ -92,6 +92,9 @@ def test_each_run_saves_its_trained_parameters_as_safetensors(method_sweep):
     folder = Path(record["run_dir"]) / record["adapter"]["dir"]
     fresh = build_tiny_model("roberta", AutoModelForSequenceClassification, num_labels=2)
     loaded = PropulsionModel.from_pretrained(fresh, folder)  # onto a fresh base, as a user would
+    card = (folder / "README.md").read_text()  # the run's reported metrics in the model card
+    assert all(f"| {name} | {value:.4f} |" in card for name, value in record["metrics"].items()
+               if isinstance(value, float))
     saved = load_file(str(folder / "adapter_model.safetensors"))
     assert sum(v.numel() for v in saved.values()) == EXPECTED["propulsion"]
     params = dict(loaded.base_model.named_parameters())
