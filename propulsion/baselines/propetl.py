@@ -9,6 +9,7 @@ plain reference, so ``state_dict`` holds one copy. A saved adapter keeps the bin
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
@@ -16,6 +17,7 @@ from torch.nn import functional as F
 
 from propulsion.baselines.layers import Bottleneck
 
+MASK_NAME = re.compile(r"\.(down_scores|up_scores|lora_A_scores|lora_B_scores|mask_scores\.\d+)$")
 PROTOTYPES = "baseline_prototypes"  # the root ModuleDict holding the shared prototypes
 
 
@@ -138,18 +140,17 @@ class MaskedPrefixEncoder(nn.Module):
                                        nn.Linear(hidden, per_layer, **kwargs))
         self.layers = layers
         self.density = density
-        self.mask_scores = new_scores((layers, tokens, per_layer), device)
+        # One mask per layer, each at the density on its own (the authors' PrefixSubnet thresholds layer by layer).
+        self.mask_scores = nn.ParameterList([new_scores((tokens, per_layer), device) for _ in range(layers)])
 
     def forward(self, prefix: torch.Tensor) -> torch.Tensor:
         base = self.transform(self.embedding(prefix))  # (batch, tokens, per_layer)
-        masks = [binary_mask(self.mask_scores[layer], self.density) for layer in range(self.layers)]
-        return torch.cat([base * mask for mask in masks], dim=-1)
+        return torch.cat([base * binary_mask(scores, self.density) for scores in self.mask_scores], dim=-1)
 
 
 def mask_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """Every ProPETL mask-score parameter by name."""
-    return {name: p for name, p in model.named_parameters()
-            if name.endswith(("down_scores", "up_scores", "lora_A_scores", "lora_B_scores", "mask_scores"))}
+    return {name: p for name, p in model.named_parameters() if MASK_NAME.search(name)}
 
 
 def pack_bits(mask: torch.Tensor) -> torch.Tensor:
