@@ -51,7 +51,7 @@ PAPER_DIR = ROOT / "results" / "paper"
 METHOD_CONF_DIR = ROOT / "conf" / "method"
 FRACTION_FAMILIES = ("glue",)  # stored in [0, 1], shown ×100
 OUR_METHODS = ("full_ft", "prompt", "prefix", "ia3", "bitfit", "lora", "adalora", "lokr", "loha", "propulsion",
-               "propulsion_attn")
+               "propulsion_attn", "adapter_s", "parallel", "mam", "propetl_adapter", "propetl_lora", "propetl_prefix")
 CONTAMINATED = ("MultiArith", "AddSub", "SingleEq")  # subsets of MAWPS, which math_10k contains
 NOT_SETTINGS = ("name", "kind", "degree")  # preset keys that are not a method setting (degree ranked apart)
 TRAINER_CONF = ROOT / "conf" / "trainer" / "paper.yaml"
