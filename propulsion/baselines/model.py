@@ -277,6 +277,7 @@ def load_baseline(base_model: nn.Module, directory: str | Path, model_kind: str)
 def load_tensors(model: nn.Module, state: dict[str, torch.Tensor], mask_shapes: dict[str, list[int]]) -> None:
     config = model.baseline_config
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    masks = propetl.mask_parameters(model)
     values: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         name = key[: -len(BITS)] if key.endswith(BITS) else key
@@ -292,7 +293,7 @@ def load_tensors(model: nn.Module, state: dict[str, torch.Tensor], mask_shapes: 
         if tuple(value.shape) != shape:
             raise ValueError(f"adapter tensor {name!r} has shape {tuple(value.shape)} but the model's is {shape}: "
                              f"the adapter was trained on a different model size")
-        if name in propetl.mask_parameters(model):
+        if name in masks:  # the mask itself (0/1 floats) reproduces the mask exactly as scores
             value = propetl.scores_from_mask(name, value, config.density)
         values[name] = value
     missing = sorted(set(params) - set(values))
