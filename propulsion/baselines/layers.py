@@ -63,7 +63,7 @@ def initialise(adapter: Bottleneck, config: BaselineConfig) -> None:
             nn.init.zeros_(linear.bias)
 
 
-class _Slot:
+class Slot:
     """Carries a tensor from one module's forward to another's; plain object, so no module is registered twice."""
 
     value: torch.Tensor | None = None
@@ -73,7 +73,7 @@ class AdapterLayer(nn.Module):
     """A frozen Linear with an adapter after it (``sequential``: h + adapter(h)) or beside it (``parallel``:
     h + adapter(x), x being this layer's input or, with a ``source`` slot, another module's input)."""
 
-    def __init__(self, base_layer: nn.Module, adapter: Bottleneck, mode: str, source: _Slot | None = None):
+    def __init__(self, base_layer: nn.Module, adapter: Bottleneck, mode: str, source: Slot | None = None):
         super().__init__()
         if mode not in ("sequential", "parallel"):
             raise ValueError(f"unknown adapter mode {mode!r}; valid choices: sequential, parallel")
@@ -109,7 +109,7 @@ class AdapterLayer(nn.Module):
 class InputTap(nn.Module):
     """A frozen Linear that records its input for the parallel adapter at the end of its block."""
 
-    def __init__(self, base_layer: nn.Module, slot: _Slot):
+    def __init__(self, base_layer: nn.Module, slot: Slot):
         super().__init__()
         self.base_layer = base_layer
         self._slot = slot

@@ -18,7 +18,7 @@ from torch import nn
 
 from propulsion.baselines import presets, propetl
 from propulsion.baselines.config import BaselineConfig
-from propulsion.baselines.layers import AdapterLayer, Bottleneck, InputTap, _Slot
+from propulsion.baselines.layers import AdapterLayer, Bottleneck, InputTap, Slot
 from propulsion.method.presets import head_module_names, resolve_targets
 
 WEIGHTS = "adapter_model.safetensors"
@@ -32,10 +32,6 @@ PEFT_TASK_TYPES = {"sequence-classification": "SEQ_CLS", "question-answering": "
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
-
-
-def _hidden(layer: nn.Linear, place: str) -> int:
-    return layer.in_features if place in ("ffn_in", "attn_in") else layer.out_features
 
 
 def _device(layer: nn.Module):
@@ -71,7 +67,7 @@ def _parallel(model: nn.Module, model_type: str, config: BaselineConfig, heads: 
         key = presets.layer_key(name)
         if key not in inputs:
             raise ValueError(f"no FFN input layer found in {key!r} for the parallel adapter on {name!r}")
-        slot = _Slot()
+        slot = Slot()
         tap = InputTap(model.get_submodule(inputs[key]), slot)
         _replace(model, inputs[key], tap)
         layer = model.get_submodule(name)
