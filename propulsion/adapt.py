@@ -53,10 +53,21 @@ def propulsion_config(spec: MethodSpec) -> PropulsionConfig:
         raise UserError(str(error)) from None
 
 
+def baseline_config(spec: MethodSpec):
+    from propulsion.baselines import BaselineConfig
+
+    try:
+        return BaselineConfig.from_dict({"method": spec.name, **spec.baseline})
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
 def validate(spec: MethodSpec) -> None:
     """Catch a bad method config before anything is loaded or written."""
     if spec.kind == "propulsion":
         propulsion_config(spec)
+    elif spec.kind == "baseline":
+        baseline_config(spec)
     elif spec.kind == "peft" and spec.peft_type not in PEFT_CONFIGS:
         raise UserError(f"unknown method.peft_type {spec.peft_type!r}; valid choices: {', '.join(PEFT_CONFIGS)}")
 
@@ -74,6 +85,14 @@ def apply_method(model: torch.nn.Module, spec: MethodSpec, model_kind: str, tota
         return Prepared(model, Hooks(), {})
     if spec.kind == "bitfit":
         return _bitfit(model, spec)
+    if spec.kind == "baseline":  # ours: Adapterˢ, parallel, MAM, ProPETL (propulsion.baselines)
+        from propulsion.baselines import apply_baseline
+
+        try:
+            prepared, details = apply_baseline(model, baseline_config(spec), model_kind)
+        except ValueError as error:  # an unsupported family or a shape that does not fit
+            raise UserError(str(error)) from None
+        return Prepared(prepared, Hooks(), details)
     return _peft(model, spec, model_kind, total_steps)
 
 
@@ -182,7 +201,11 @@ def save_trained(model: torch.nn.Module, directory: Path, metrics: dict | None =
 
     directory.mkdir(parents=True, exist_ok=True)
     injected = getattr(model, "propulsion_config", None)
-    if isinstance(model, PropulsionModel):
+    if hasattr(model, "baseline_config"):  # ours (also when PEFT carries MAM's prefix): baselines.load_baseline
+        from propulsion.baselines import save_baseline
+
+        save_baseline(model, directory)
+    elif isinstance(model, PropulsionModel):
         model.save_pretrained(directory, metrics=metrics)
     elif isinstance(injected, PropulsionConfig):
         save_adapter(model, injected, directory, metrics=metrics, base_model_revision=base_model_revision)

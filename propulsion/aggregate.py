@@ -38,7 +38,7 @@ from propulsion import figures, records, selection
 from propulsion.selection import PAPER_DIR, TABLE_EXPERIMENT, TABLE_SETTINGS, row_method, scaled
 
 OUR_METHODS = ("full_ft", "prompt", "prefix", "ia3", "bitfit", "lora", "adalora", "lokr", "loha", "propulsion",
-               "propulsion_attn")
+               "propulsion_attn", "adapter_s", "parallel", "mam", "propetl_adapter", "propetl_lora", "propetl_prefix")
 CONTAMINATED = ("MultiArith", "AddSub", "SingleEq")  # subsets of MAWPS, which math_10k contains
 # Trainable parameters of model × method × task with config overrides, None when there is no such config.
 Counter = Callable[[str, str, str, tuple[str, ...]], int | None]

@@ -42,7 +42,7 @@ from propulsion.specs import MethodSpec
 
 CONF_METHODS = CONF_DIR / "method"
 METHODS = ("floor", "propulsion", "propulsion_simple", "propulsion_attn", "lora", "adalora", "ia3", "bitfit",
-           "prefix", "full_ft")
+           "prefix", "full_ft", "adapter_s", "parallel", "mam", "propetl_adapter", "propetl_lora", "propetl_prefix")
 SIZES = {  # hidden, layers, heads, intermediate, batch, tokens, vocabulary
     "default": (768, 12, 12, 3072, 8, 128, 50265),  # roberta-base
     "quick": (256, 4, 4, 1024, 8, 64, 50265),

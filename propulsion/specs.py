@@ -16,7 +16,7 @@ PRECISIONS = ("no", "fp16", "bf16")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
 SELECT_ON = ("metric", "loss", "final")  # best by the task's metric, by dev loss (HF's default), or the last
-METHOD_KINDS = ("propulsion", "peft", "bitfit", "full")
+METHOD_KINDS = ("propulsion", "peft", "bitfit", "full", "baseline")
 
 
 class UserError(Exception):
@@ -107,6 +107,8 @@ class MethodSpec:
     peft_config: dict[str, Any] = field(default_factory=dict)
     tinit_ratio: float = 0.1
     tfinal_ratio: float = 0.2
+    # Our adapter baselines (propulsion.baselines.BaselineConfig fields)
+    baseline: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _choice("method.kind", self.kind, METHOD_KINDS)

@@ -152,9 +152,9 @@ def test_fill_commands_name_the_missing_cells(runs, tmp_path):
     commands = table.split("```")[1].strip().splitlines()
     assert ("python -m propulsion.run -m model=roberta-base method=propulsion "
             "task=cola,mrpc,qnli,qqp,rte,stsb seed=0,1,2") in commands
-    assert ("python -m propulsion.run -m model=roberta-large method=adalora,bitfit,full_ft,ia3,lora,prefix,prompt,"
-            "propulsion,propulsion_attn task=cola,mnli,mrpc,qnli,qqp,rte,sst2,stsb seed=0,1,2") in commands
-    assert not any("mam" in c or "adapter_s" in c or "propetl" in c for c in commands)
+    assert ("python -m propulsion.run -m model=roberta-large method=adalora,adapter_s,bitfit,full_ft,ia3,lora,mam,"
+            "prefix,prompt,propetl_adapter,propetl_lora,propetl_prefix,propulsion,propulsion_attn "
+            "task=cola,mnli,mrpc,qnli,qqp,rte,sst2,stsb seed=0,1,2") in commands  # the baselines are ours now
     table5 = run_main(runs, tmp_path / "out")["table5.md"]
     assert ("python -m propulsion.run --config-dir experiments --config-name table5_layers model=roberta-base "
             "method=propulsion method.targets=attn,embedding,key,mlp,value task=mrpc,qnli,qqp,rte,sst2") in table5
@@ -190,7 +190,7 @@ def test_table_3_columns_and_contamination(runs, tmp_path):
     assert "contaminated" in table
     # The table's sweep: its 5 vectors, dropout, L2, bf16 and schedule, for the cells still empty.
     assert ("python -m propulsion.run --config-dir experiments --config-name table3_reasoning model=llama-7b "
-            "method=adalora,lora,prefix,propulsion task=arithmetic,commonsense") in table
+            "method=adalora,lora,parallel,prefix,propulsion task=arithmetic,commonsense") in table
     write_run(runs, "math", model="llama-7b", task="arithmetic", family="reasoning", num_vectors=5,
               metrics={"gsm8k/accuracy": 30.0, "mawps/accuracy": 75.5})
     table = run_main(runs, tmp_path / "again")["table3.md"]
@@ -257,11 +257,11 @@ def test_rows_without_records_are_counted_by_the_injected_counter(tmp_path):
     assert md_row(text, "roberta-base", "lora")["#TPs ours / paper"] == "1,234 / 0.89M"
     assert md_row(text, "roberta-base", "propulsion")["#TPs ours / paper"] == "86,018 / 0.086M"  # from the record
     assert md_row(text, "roberta-base", "prefix")["#TPs ours / paper"] == "– / 0.96M"  # the counter gave nothing
-    assert md_row(text, "roberta-base", "mam")["#TPs ours / paper"] == "– / 46.78M"  # not implemented: not asked
+    assert md_row(text, "roberta-base", "mam")["#TPs ours / paper"] == "– / 46.78M"  # the counter gave nothing
     assert "match no BitFit configuration" in text
     # the head depends on the task: each row is counted with its first paper task
     assert ("roberta-large", "lora", "cola", ()) in asked and ("deberta-v3-base", "lora", "squad", ()) in asked
-    assert ("bart-large", "lora", "xsum", ()) in asked and not any(m == "mam" for _x, m, _t, _o in asked)
+    assert ("bart-large", "lora", "xsum", ()) in asked and ("roberta-base", "mam", "cola", ()) in asked  # ours now
     # Table 5's rows are Propulsion's targets: counted as method=propulsion with method.targets
     assert ("roberta-base", "propulsion", "sst2", ("method.targets=query",)) in asked
     # no counter (or --no-offline-counts): "–", and nothing asked

@@ -133,7 +133,7 @@ def test_adalora_resumes_as_if_never_interrupted(tmp_path, data, checkpoint_ever
     [
         ("model=roberta-bass", "unknown model 'roberta-bass'; valid choices:"),
         ("task=sst3", "unknown task 'sst3'; valid choices:"),
-        ("method=lorra", "unknown method 'lorra'; valid choices: adalora, bitfit,"),
+        ("method=lorra", "unknown method 'lorra'; valid choices: adalora, adapter_s, bitfit,"),
         ("degree=0", "degree"),
         ("degree=1.5", "1.5"),
         ("protocol=test", "unknown protocol 'test'; valid choices: paper, heldout"),
