@@ -5,7 +5,7 @@ records, tables) in the other modules. Only ``propulsion.run`` knows about Hydra
 """
 
 __all__ = ["PropulsionConfig", "PropulsionModel", "count_parameters", "get_propulsion_model"]
-__version__ = "0.1.0"
+from propulsion.version import __version__ as __version__  # noqa: E402  (re-exported)
 
 
 def __getattr__(name: str):

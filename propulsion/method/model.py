@@ -178,7 +178,7 @@ def adapter_payload(model: nn.Module, config: PropulsionConfig, base_model_revis
     transformers loaded it, the base's revision as given, architecture) and which library wrote it.
     transformers 5 keeps no commit on the config, so the revision is what the caller says (as PEFT's
     ``get_peft_model(..., revision=)``); older versions' ``config._commit_hash`` is used when nothing is given."""
-    from propulsion import __version__
+    from propulsion.version import __version__
 
     base_config = getattr(model, "config", None)
     return {"propulsion_config": config.to_dict(),
