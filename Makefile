@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 RUNS ?= results/runs
 DEVICE_OUT ?= results/runs/device-check
 
-.PHONY: install demo test lint tables bench device-check ntk experiment table1 table5 clean-demo
+.PHONY: install demo test lint tables bench device-check ntk experiment table1 table5 clean-demo small-scale
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
@@ -37,6 +37,14 @@ table1:
 
 table5:
 	$(MAKE) experiment NAME=table5_layers
+
+# docs/small_scale.md: the real-model sweep, one process per run, resumable. The paths are part of each run's
+# identity (a relaunch with the same ones skips completed runs); defaults: where our machines hold the copies.
+MODEL_DIR ?= /work/models/all-MiniLM-L6-v2
+GLUE_DIR ?= /work/shared/data/glue
+small-scale:
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale model.name_or_path=$(MODEL_DIR) \
+		'task.data_dir=$(GLUE_DIR)/$${task.name}' $(ARGS)
 
 bench:
 	$(PYTHON) scripts/bench.py $(ARGS)   # ARGS=--quick for a one-minute run

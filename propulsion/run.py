@@ -42,8 +42,14 @@ def check_choices(argv: list[str]) -> str | None:
     return None
 
 
+VARS_KEY = "vars"  # an experiment's own values for interpolation (e.g. one lr per method); not part of a run
+
+
 def to_spec(cfg: DictConfig) -> tuple[RunSpec, dict]:
+    """The typed spec and the resolved config the record stores. ``vars`` only feeds interpolations (say
+    ``trainer.lr: ${vars.lr.${method.name}}``); its resolved effect is in the config, so it is dropped there."""
     config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop(VARS_KEY, None)
     return RunSpec.from_dict(config), config
 
 
