@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 RUNS ?= results/runs
 DEVICE_OUT ?= results/runs/device-check
 
-.PHONY: install demo test lint tables bench device-check ntk experiment table1 table5 clean-demo small-scale
+.PHONY: install demo test lint tables bench device-check ntk experiment table1 table5 clean-demo small-scale ntk-small-scale
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
@@ -46,6 +46,11 @@ GLUE_DIR ?= /work/shared/data/glue
 small-scale:
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale model.name_or_path=$(MODEL_DIR) \
 		'task.data_dir=$(GLUE_DIR)/$${task.name}' $(ARGS)
+
+# The NTK analysis on the same real encoder and 16 real RTE dev pairs (docs/small_scale.md; a few CPU-minutes).
+ntk-small-scale:
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.ntk --model $(MODEL_DIR) --data $(GLUE_DIR)/rte/validation.jsonl \
+		--n 16 --steps 10 --degree 15 --out results/small_scale/ntk/rte-k15-n16-t10
 
 bench:
 	$(PYTHON) scripts/bench.py $(ARGS)   # ARGS=--quick for a one-minute run
