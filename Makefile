@@ -39,13 +39,16 @@ table1:
 table5:
 	$(MAKE) experiment NAME=table5_layers
 
-# docs/small_scale.md: the real-model sweep, one process per run, resumable. The paths are part of each run's
-# identity (a relaunch with the same ones skips completed runs); defaults: where our machines hold the copies.
+# docs/small_scale.md: the lr search, then the sweep at the lrs it chose (best dev-half value per method), one
+# process per run, resumable (completed runs are skipped; a failed search run only drops out of the choice).
+# The paths are part of each run's identity; defaults: where our machines hold the copies.
 MODEL_DIR ?= /work/models/all-MiniLM-L6-v2
 GLUE_DIR ?= /work/shared/data/glue
+SMALL_SCALE_INPUTS = model.name_or_path=$(MODEL_DIR) 'task.data_dir=$(GLUE_DIR)/$${task.name}'
 small-scale:
-	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale model.name_or_path=$(MODEL_DIR) \
-		'task.data_dir=$(GLUE_DIR)/$${task.name}' $(ARGS)
+	-HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale_lr_search $(SMALL_SCALE_INPUTS)
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale $(SMALL_SCALE_INPUTS) \
+		$$($(PYTHON) -m propulsion.small_scale --lr-overrides) $(ARGS)
 
 # The NTK analysis on the same real encoder and 16 real RTE dev pairs (docs/small_scale.md; a few CPU-minutes).
 ntk-small-scale:

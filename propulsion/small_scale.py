@@ -261,13 +261,33 @@ def lr_search_table(runs: list[dict[str, Any]]) -> str:
              "| Method | task | lr | dev (×100) | steps | wall s |", "|---|---|---|---|---|---|"]
     def key(r):
         return (_order(r.get("method")), str(r.get("task")), float(r["config"]["trainer"]["lr"]), str(r.get("seed")))
+    chosen = choose_lrs(runs)
     for record in sorted(runs, key=key):
         best = (record.get("best") or {}).get("value")
+        mark = " (chosen)" if chosen.get(record.get("method")) == float(record["config"]["trainer"]["lr"]) else ""
         shown = f"{100 * best:.1f}" if isinstance(best, int | float) and math.isfinite(best) else "–"
+        steps = (record.get("train") or {}).get("steps")
         lines.append(f"| {METHODS.get(record.get('method'), record.get('method'))} | {record.get('task')} | "
-                     f"{record['config']['trainer']['lr']:g} | {shown} | {(record.get('train') or {}).get('steps')} | "
+                     f"{record['config']['trainer']['lr']:g}{mark} | {shown} | {steps} | "
                      f"{record.get('wall_time_s', 0):.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def choose_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """The search's choice per method: the lr whose run has the highest dev-half value (record best.value, the
+    selection metric); a tie goes to the smaller lr. Runs of every task count alike (mean over the tasks
+    searched); the held-out half is never read."""
+    scores: dict[tuple[str, float], list[float]] = defaultdict(list)
+    for record in runs:
+        best = (record.get("best") or {}).get("value")
+        if isinstance(best, int | float) and not isinstance(best, bool) and math.isfinite(best):
+            scores[(record.get("method"), float(record["config"]["trainer"]["lr"]))].append(float(best))
+    chosen: dict[str, tuple[float, float]] = {}
+    for (method, lr), values in sorted(scores.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        mean = statistics.fmean(values)
+        if method not in chosen or mean > chosen[method][1]:  # strictly better: ties keep the smaller lr
+            chosen[method] = (lr, mean)
+    return {method: lr for method, (lr, _) in chosen.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,7 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr-search", default="results/small_scale/lr_search/runs",
                         help="the lr search's records (a missing folder is skipped)")
     parser.add_argument("--out", default="results/small_scale", help="table.md, lr_search.md and the figure go here")
+    parser.add_argument("--lr-overrides", action="store_true",
+                        help="print the search's choice as vars.lr.METHOD=LR overrides for the sweep, write nothing")
     args = parser.parse_args(argv)
+    if args.lr_overrides:
+        chosen = choose_lrs(load(args.lr_search)[0]) if Path(args.lr_search).is_dir() else {}
+        print(" ".join(f"vars.lr.{method}={lr!r}" for method, lr in sorted(chosen.items())))
+        return 0
     out = Path(args.out)
     runs, skipped = load(args.runs)
     text, stats = table(runs, skipped)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from propulsion import records, small_scale
 
-TPS = {"propulsion": 22274, "lora": 74498}
+TPS = {"propulsion": 22274, "propulsion_attn": 6912, "lora": 74498}
 
 
 def record(task, method, seed, metrics, lr=1e-2, wall=100.0, memory_mib=1000, status="completed"):
@@ -77,10 +77,27 @@ def test_make_tables_output_is_byte_identical(tmp_path):
     assert set(first) == {"table.md", "lr_search.md", "score_vs_params.png"}
     assert small_scale.main(args) == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
-    assert "| Propulsion(All) | rte | 0.01 | 50.0 | 38 | 80 |" in first["lr_search.md"].decode()
+    assert "| Propulsion(All) | rte | 0.01 (chosen) | 50.0 | 38 | 80 |" in first["lr_search.md"].decode()
 
 
 def test_no_records_gives_a_table_and_no_figure(tmp_path):
     assert small_scale.main(["--runs", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 0
     assert "(no completed records yet)" in (tmp_path / "out" / "table.md").read_text()
     assert not (tmp_path / "out" / "score_vs_params.png").exists()
+
+
+def test_the_lr_choice_is_the_best_dev_value_and_ties_keep_the_smaller_lr(tmp_path, capsys):
+    def searched(method, lr, best, task="stsb"):
+        rec = record(task, method, 0, {"pearson": 0.99}, lr=lr)  # the held-out metric must not matter
+        rec["best"] = {"value": best}
+        return rec
+
+    runs = [searched("propulsion", 2e-3, 0.40), searched("propulsion", 1e-2, 0.55),
+            searched("lora", 5e-4, 0.60), searched("lora", 2e-3, 0.60),
+            searched("propulsion_attn", 2e-3, float("nan")), searched("propulsion_attn", 1e-2, 0.10)]
+    assert small_scale.choose_lrs(runs) == {"propulsion": 1e-2, "lora": 5e-4, "propulsion_attn": 1e-2}
+    for i, rec in enumerate(runs):
+        write(tmp_path / "search", rec, f"r{i}")
+    assert small_scale.main(["--lr-search", str(tmp_path / "search"), "--lr-overrides"]) == 0
+    assert capsys.readouterr().out.strip() == ("vars.lr.lora=0.0005 vars.lr.propulsion=0.01 "
+                                               "vars.lr.propulsion_attn=0.01")
