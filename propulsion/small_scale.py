@@ -165,8 +165,11 @@ def _tps(trainable: list[int]) -> str:
 def settings(runs: list[dict[str, Any]]) -> list[str]:
     """The settings the records share or differ in, read from the records themselves."""
     def distinct(get) -> str:
-        found = sorted({json.dumps(get(r), sort_keys=True) for r in runs})
+        found = sorted({v if isinstance(v := get(r), str) else json.dumps(v, sort_keys=True) for r in runs})
         return ", ".join(found)
+
+    if not runs:
+        return []
 
     lrs = defaultdict(set)
     for record in runs:
@@ -213,7 +216,7 @@ def table(runs: list[dict[str, Any]], skipped: list[str]) -> tuple[str, dict[str
                                         memory]) + " |")
     if not methods:
         lines.append("| (no completed records yet) |" + " |" * (len(headers) - 1))
-    lines += ["", f"{len(runs)} completed records; settings read from them:", *settings(runs)]
+    lines += ["", f"{len(runs)} completed records" + ("; settings read from them:" if runs else "."), *settings(runs)]
     if notes:
         lines += ["", "Left out:", *[f"- {note}" for note in notes]]
     if skipped:

@@ -57,6 +57,7 @@ def test_cells_average_and_counts(tmp_path):
     lora = next(line for line in text.splitlines() if line.startswith("| LoRA"))
     assert [c.strip() for c in lora.strip("|").split("|")][:8] == ["LoRA", "74,498", "–", "–", "–", "–", "–", "60.0"]
     assert "lr per method: LoRA 0.002; Propulsion(All) 0.01" in text
+    assert "- model: all-minilm-l6-v2; weights sha256 (model.safetensors): 53aa" in text
 
 
 def test_a_cell_with_two_configs_keeps_the_one_with_more_seeds_and_says_so(tmp_path):
