@@ -46,3 +46,12 @@ def test_an_unknown_experiment_is_one_line_and_exit_2(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: unknown experiment 'small_scale_typo'; valid choices:") and err.count("\n") == 1
     assert "small_scale_lr_search" in err
+
+
+def test_experiment_vars_feed_interpolations_and_stay_out_of_the_record():
+    from propulsion.run import compose_spec
+
+    spec, config = compose_spec(["model=tiny-roberta", "+vars.lr.lora=0.0005", "method=lora",
+                                 "trainer.lr=${vars.lr.${method.name}}"])
+    assert spec.trainer.lr == 0.0005 and config["trainer"]["lr"] == 0.0005
+    assert "vars" not in config  # the resolved lr is recorded; the table it came from is not part of the run
