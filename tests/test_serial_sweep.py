@@ -49,9 +49,17 @@ def test_an_unknown_experiment_is_one_line_and_exit_2(capsys):
 
 
 def test_experiment_vars_feed_interpolations_and_stay_out_of_the_record():
-    from propulsion.run import compose_spec
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
-    spec, config = compose_spec(["model=tiny-roberta", "+vars.lr.lora=0.0005", "method=lora",
-                                 "trainer.lr=${vars.lr.${method.name}}"])
+    from propulsion.run import CONF_DIR, to_spec
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=tiny-roberta", "method=lora"])
+    # what experiments/small_scale.yaml adds: a per-method lr table read through a nested interpolation
+    OmegaConf.set_struct(cfg, False)  # an experiment file adds keys the primary config lacks
+    cfg = OmegaConf.merge(cfg, {"vars": {"lr": {"lora": 0.0005, "propulsion": 0.01}},
+                                "trainer": {"lr": "${vars.lr.${method.name}}"}})
+    spec, config = to_spec(cfg)
     assert spec.trainer.lr == 0.0005 and config["trainer"]["lr"] == 0.0005
     assert "vars" not in config  # the resolved lr is recorded; the table it came from is not part of the run
