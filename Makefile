@@ -5,7 +5,8 @@ TORCH ?= torch==2.13.0
 RUNS ?= results/runs
 DEVICE_OUT ?= results/runs/device-check
 
-.PHONY: install demo test lint tables bench device-check ntk experiment plan table1 table5 clean-demo
+.PHONY: install demo test lint tables bench device-check ntk experiment plan table1 table5 clean-demo small-scale \
+	ntk-small-scale
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
@@ -26,6 +27,7 @@ lint:
 # Paper tables and figures from every record under $(RUNS).
 tables:
 	$(PYTHON) -m propulsion.tables --runs $(RUNS) --out results
+	$(PYTHON) -m propulsion.small_scale   # docs/small_scale.md: results/small_scale/{table.md,*.png}
 
 # One paper table or figure: the sweep in experiments/NAME.yaml (SLURM: add hydra/launcher=submitit_slurm).
 experiment:
@@ -41,6 +43,22 @@ table1:
 
 table5:
 	$(MAKE) experiment NAME=table5_layers
+
+# docs/small_scale.md: the lr search, then the sweep at the lrs it chose (best dev-half value per method), one
+# process per run, resumable (completed runs are skipped; a failed search run only drops out of the choice).
+# The paths are part of each run's identity; defaults: where our machines hold the copies.
+MODEL_DIR ?= /work/models/all-MiniLM-L6-v2
+GLUE_DIR ?= /work/shared/data/glue
+SMALL_SCALE_INPUTS = model.name_or_path=$(MODEL_DIR) 'task.data_dir=$(GLUE_DIR)/$${task.name}'
+small-scale:
+	-HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale_lr_search $(SMALL_SCALE_INPUTS)
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale $(SMALL_SCALE_INPUTS) \
+		$$($(PYTHON) -m propulsion.small_scale --lr-overrides) $(ARGS)
+
+# The NTK analysis on the same real encoder and 16 real RTE dev pairs (docs/small_scale.md; a few CPU-minutes).
+ntk-small-scale:
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.ntk --model $(MODEL_DIR) --data $(GLUE_DIR)/rte/validation.jsonl \
+		--n 16 --steps 10 --degree 15 --out results/small_scale/ntk/rte-k15-n16-t10
 
 bench:
 	$(PYTHON) scripts/bench.py $(ARGS)   # ARGS=--quick for a one-minute run

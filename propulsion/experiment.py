@@ -145,7 +145,8 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         "adapter": adapter,
         "model_config_overrides": overrides,
         "method_details": {**prepared.details, **method_summary},
-        "data": splits.notes,
+        "data": {**splits.notes, "files": task_data.file_provenance(task)},
+        "model_files": models.provenance(spec.model),  # the real checkpoint a number came from
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -99,3 +100,22 @@ def _unreachable(what: str, spec: ModelSpec, error: Exception) -> str:
         f"could not load the {what} of model {spec.name!r} from {spec.name_or_path!r} ({first_line}); "
         f"download it where the hub is reachable and pass model.name_or_path=/local/dir"
     )
+
+
+# The files of a local model directory that decide its numbers: hashed into the record.
+PROVENANCE_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt",
+                    "tokenizer_config.json", "special_tokens_map.json")
+
+
+def provenance(spec: ModelSpec) -> dict[str, Any]:
+    """Where the weights came from: a local directory's resolved path and the sha256 of its config, weights and
+    tokenizer files; for a hub id, the id and revision (the hub's cache holds the commit)."""
+    from propulsion.tasks.data import sha256_file  # hashing lives with the data files' provenance
+
+    if spec.tiny:
+        return {"source": "tiny", "family": spec.tiny}
+    local = Path(spec.name_or_path)
+    if not local.is_dir():
+        return {"source": "hub", "name_or_path": spec.name_or_path, "revision": spec.revision}
+    files = {name: sha256_file(local / name) for name in PROVENANCE_FILES if (local / name).is_file()}
+    return {"source": "local", "name_or_path": spec.name_or_path, "path": str(local.resolve()), "sha256": files}

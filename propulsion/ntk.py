@@ -234,8 +234,10 @@ def train_steps(model: torch.nn.Module, which: str, inputs: Mapping[str, torch.T
 # ---------------------------------------------------------------- data, model and the analysis command
 
 
-def load_examples(path: str | None, n: int, seed: int) -> tuple[list[str], list[float], str]:
-    """n (text, label) pairs from a JSON list / JSON-lines file of {text|sentence, label}, else synthetic."""
+def load_examples(path: str | None, n: int, seed: int) -> tuple[list[str | tuple[str, str]], list[float], str]:
+    """n (text, label) pairs from a JSON list / JSON-lines file of {text|sentence, label} or, for sentence-pair
+    tasks in the GLUE hub schema (RTE, MRPC, STS-B), {sentence1, sentence2, label}: a text is then the pair;
+    else synthetic."""
     if path is None:
         from propulsion.tasks.samples import glue_rows
 
@@ -253,10 +255,12 @@ def load_examples(path: str | None, n: int, seed: int) -> tuple[list[str], list[
     if len(rows) < n:
         raise UserError(f"--data {path!r} has {len(rows)} rows, fewer than --n {n}")
     try:
-        texts = [r["text"] if "text" in r else r["sentence"] for r in rows]
+        texts = [(r["sentence1"], r["sentence2"]) if "sentence1" in r else r["text"] if "text" in r
+                 else r["sentence"] for r in rows]
         labels = [r["label"] for r in rows]
     except KeyError as error:
-        raise UserError(f"--data {path!r}: each row needs 'text' (or 'sentence') and 'label'; missing {error}"
+        raise UserError(f"--data {path!r}: each row needs 'text' (or 'sentence', or 'sentence1' and "
+                        f"'sentence2') and 'label'; missing {error}"
                         ) from None
     return texts, labels, file.stem
 
@@ -425,8 +429,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, tokenizer = load_model(args.model, num_labels, dtype)
         model = model.to(args.device)
         prop_model = inject(model, args.degree, args.targets)
+        pairs = [list(side) for side in zip(*texts, strict=True)] if isinstance(texts[0], tuple) else [texts]
         inputs = {key: value.to(args.device) for key, value in tokenizer(
-            texts, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt").items()}
+            *pairs, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt").items()}
+        record["data_file"] = _data_provenance(args.data)
+        record["model_files"] = _model_provenance(args.model)
         labels = torch.tensor(labels, device=args.device)
         result = analyse(model, prop_model, inputs, labels, args.steps, args.lr, args.optimizer, args.columns)
         trainable = sum(p.numel() for p in select_params(prop_model, "propulsion").values())
@@ -442,6 +449,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "kernel_change_propulsion": result["drift"]["propulsion"]["kernel_relative_change"],
         }
     return record
+
+
+def _data_provenance(path: str | None) -> dict[str, Any] | None:
+    """The --data file by path and sha256: the record names the exact sentences the kernels were taken on."""
+    from propulsion.tasks.data import sha256_file
+
+    if path is None:
+        return None
+    return {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
+
+
+def _model_provenance(name: str) -> dict[str, Any]:
+    from propulsion import models
+    from propulsion.specs import ModelSpec
+
+    if name == "tiny-roberta":
+        return {"source": "tiny", "family": "roberta"}
+    return models.provenance(ModelSpec(name=Path(name).name, name_or_path=name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,12 +58,18 @@ def check_choices(argv: list[str]) -> str | None:
     return None
 
 
+VARS_KEY = "vars"  # an experiment's own values for interpolation (e.g. one lr per method); not part of a run
+
+
 def to_spec(cfg: DictConfig) -> tuple[RunSpec, dict]:
+    """The typed spec and the resolved config the record stores. ``vars`` only feeds interpolations (say
+    ``trainer.lr: ${vars.lr.${method.name}}``); its resolved effect is in the config, so it is dropped there."""
     try:  # a ??? key (e.g. in conf/_glue_task.yaml) that the task's YAML left unset is one line, not a traceback
         config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as error:
         raise UserError(f"{error.full_key} must be set (it has no default); add it to the config or the "
                         f"command line") from None
+    config.pop(VARS_KEY, None)
     return RunSpec.from_dict(config), config
 
 

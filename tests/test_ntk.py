@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -247,3 +248,22 @@ def test_library_full_kernel_at_init_is_the_plain_models(roberta):
     wrapped = ntk.empirical_ntk(injected, inputs, ntk.select_params(injected, "full"))
     torch.testing.assert_close(wrapped, plain, rtol=1e-5, atol=1e-5 * float(plain.abs().max()))
     assert len(model.state_dict()) == len([n for n in injected.state_dict() if "propulsion" not in n])
+
+
+def test_command_takes_sentence_pairs_and_records_the_data_checksum(tmp_path, monkeypatch):
+    # RTE's hub schema: a pair per example, tokenised as [CLS] a [SEP] b [SEP].
+    if not HAS_METHOD:
+        monkeypatch.setattr(ntk, "inject", _stand_in_inject)
+    rows = [{"sentence1": f"premise number {i} is here", "sentence2": f"hypothesis {i}", "label": i % 2, "idx": i}
+            for i in range(3)]
+    data = tmp_path / "validation.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    texts, labels, name = ntk.load_examples(str(data), 3, seed=0)
+    assert texts[1] == ("premise number 1 is here", "hypothesis 1") and labels == [0, 1, 0] and name == "validation"
+    out = tmp_path / "ntk-pairs"
+    assert ntk.main(["--data", str(data), "--n", "3", "--steps", "1", "--degree", "3", "--out", str(out)]) == 0
+    record = json.loads((out / "record.json").read_text())
+    assert record["data_file"] == {"path": str(data.resolve()),
+                                   "sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
+    assert record["model_files"] == {"source": "tiny", "family": "roberta"}
+    assert len(record["ntk"]["full"]["K_0"]) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,8 @@ def load_raw(task: TaskSpec, sample_splits=None, seed: int = 0) -> datasets.Data
     return loaded
 
 
-def _load_files(task: TaskSpec, wanted: list[str]) -> datasets.DatasetDict:
-    """Splits from task.data_files (split -> path or URL) or task.data_dir (<split>.jsonl/.json/.csv/.parquet)."""
+def task_files(task: TaskSpec, wanted: list[str]) -> dict[str, str]:
+    """split -> path or URL, from task.data_files or task.data_dir (<split>.jsonl/.json/.csv/.parquet)."""
     files = dict(task.data_files or {})
     if task.data_dir:
         for split in wanted:
@@ -63,6 +64,35 @@ def _load_files(task: TaskSpec, wanted: list[str]) -> datasets.DatasetDict:
     missing = [name for name in wanted if name not in files]
     if missing:
         raise UserError(f"task.data_files lacks split(s) {missing}; it names {sorted(files)}")
+    return {split: str(files[split]) for split in wanted}
+
+
+def file_provenance(task: TaskSpec) -> dict[str, dict[str, Any]] | None:
+    """For local files: split -> {path, bytes, sha256}, so a record names the exact data it was trained and
+    scored on (a URL gets its address only). None for hub and sample data (the hub id and revision say it)."""
+    if task.source != "files":
+        return None
+    provenance: dict[str, dict[str, Any]] = {}
+    for split, location in task_files(task, [task.train_split, *task.eval_splits.values()]).items():
+        if "://" in location:
+            provenance[split] = {"path": location, "bytes": None, "sha256": None}
+            continue
+        path = Path(location)
+        provenance[split] = {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return provenance
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_files(task: TaskSpec, wanted: list[str]) -> datasets.DatasetDict:
+    """Splits from task.data_files (split -> path or URL) or task.data_dir (<split>.jsonl/.json/.csv/.parquet)."""
+    files = task_files(task, wanted)
     loaded = {}
     for split in wanted:
         location = str(files[split])

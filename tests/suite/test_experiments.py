@@ -27,7 +27,9 @@ def test_experiment_files_exist_for_the_paper():
 def test_sweep_values_are_valid_choices(path: Path):
     # OmegaConf, as Hydra reads it: a key given twice is an error there (yaml.safe_load keeps the last one).
     config = OmegaConf.to_container(OmegaConf.load(path))
-    assert "config" in config["defaults"]
+    # the suite's config, directly or through a base experiment (small_scale_lr_search builds on small_scale)
+    assert "config" in config["defaults"] or any(f"{d}.yaml" in {p.name for p in EXPERIMENTS}
+                                                 for d in config["defaults"] if isinstance(d, str))
     params = config["hydra"]["sweeper"]["params"]
     for key, values in params.items():
         if not isinstance(values, str) or "(" in values:  # optuna distributions

@@ -64,3 +64,18 @@ def test_record_provenance(glue_sweep):
     assert record["config"]["task"]["name"] == "sst2" and record["seed"] == 0 and record["protocol"] == "paper"
     assert record["wall_time_s"] > 0 and record["peak_memory_bytes"] > 0
     assert record["evaluations"][-1]["step"] == 3
+
+
+def test_records_name_the_data_files_by_checksum(glue_sweep):
+    import hashlib
+    from pathlib import Path
+
+    record = glue_sweep["rte"]
+    files = record["data"]["files"]
+    assert set(files) == {"train", "validation"}
+    for split, entry in files.items():
+        path = Path(entry["path"])
+        assert path.name == f"{split}.jsonl" and path.parent.name == "rte"
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert entry["bytes"] == path.stat().st_size
+    assert record["model_files"] == {"source": "tiny", "family": "roberta"}

@@ -1,0 +1,323 @@
+"""The small-scale Table 1 (docs/small_scale.md) from its records: ``python -m propulsion.small_scale``.
+
+``make tables`` runs it.
+
+Rules, so that a number can be traced:
+- Only records with status "completed" under --runs count; the others are listed under the table and skipped.
+- A cell is one (task, method) group: runs whose configs differ only by seed (``records.run_identity`` less the
+  seed). Where a cell has several groups (an lr changed mid-sweep), the one with most seeds counts (then the
+  newest), and the others are named in a note: configs are never averaged together. One record per seed: the
+  newest.
+- Numbers are the held-out split's metrics (protocol=heldout: the reported half of GLUE dev was never used to
+  select anything), ×100, mean ± sample std over seeds; n is shown where it is not the row's full seed count.
+- "Avg." is the mean over the four tasks of each task's first metric (CoLA MCC, MRPC acc, STS-B Pearson, RTE
+  acc), the paper's Table 1 rule restricted to our tasks; its ± is the std over seeds of the per-seed averages
+  (seeds that finished every task).
+- #TPs: the records' params.trainable (a range when the task heads differ); wall time and peak memory: the median
+  per run over the row's records (peak memory is the run's own process peak RSS under scripts/serial_sweep.py).
+Output is deterministic: the same records give byte-identical files (sorted rows, fixed formats, no times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from propulsion import records  # noqa: E402
+
+# (column header, task, metric key); the first column of each task is its "Avg." metric.
+COLUMNS = [("CoLA MCC", "cola", "matthews_correlation"), ("MRPC acc", "mrpc", "accuracy"), ("MRPC F1", "mrpc", "f1"),
+           ("STS-B P", "stsb", "pearson"), ("STS-B S", "stsb", "spearmanr"), ("RTE acc", "rte", "accuracy")]
+AVG_METRICS = {"cola": "matthews_correlation", "mrpc": "accuracy", "stsb": "pearson", "rte": "accuracy"}
+METHODS = {"full_ft": "Full FT", "bitfit": "BitFit", "lora": "LoRA", "propulsion_attn": "Propulsion(Attn)",
+           "propulsion": "Propulsion(All)"}  # table order: the paper's Table 1 rows we run
+COMMAND = "make tables   (python -m propulsion.small_scale --runs results/small_scale/runs --out results/small_scale)"
+FIGURE = "score_vs_params"
+PNG_METADATA = {"Software": None}  # no matplotlib version in the file: reruns are byte-identical
+
+
+def load(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Completed records under root, and one line for each record skipped."""
+    good, skipped = [], []
+    for path in records.find_records(root):
+        try:
+            record = records.read_record(path)
+        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+            skipped.append(f"{path}: unreadable ({str(error).splitlines()[0][:100]})")
+            continue
+        if record.get("status") != "completed" or not isinstance(record.get("metrics"), dict):
+            skipped.append(f"{path}: status {record.get('status')!r}")
+            continue
+        record["_path"] = str(path)
+        good.append(record)
+    return good, skipped
+
+
+def group_key(record: dict[str, Any]) -> str:
+    identity = records.run_identity(record.get("config") or {})
+    identity.pop("seed", None)
+    return records.config_fingerprint(identity)
+
+
+def cells(runs: list[dict[str, Any]]) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], list[str]]:
+    """(task, method) -> the chosen group's records (one per seed, by seed), and notes on what was left out."""
+    groups: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for record in runs:
+        groups[(record.get("task"), record.get("method"))][group_key(record)].append(record)
+    chosen, notes = {}, []
+    for cell in sorted(groups, key=str):
+        by_key = {key: _one_per_seed(group) for key, group in groups[cell].items()}
+        ranked = sorted(by_key, key=lambda k: (-len(by_key[k]), -_newest(by_key[k]), k))
+        chosen[cell] = by_key[ranked[0]]
+        for key in ranked[1:]:
+            notes.append(f"{cell[0]} × {cell[1]}: config {key} ({len(by_key[key])} seed(s)) left out for "
+                         f"{ranked[0]} ({len(chosen[cell])} seed(s))")
+    return chosen, notes
+
+
+def _newest(group: list[dict[str, Any]]) -> float:
+    return max(_finish_order(r) for r in group)
+
+
+def _finish_order(record: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    stamp = record.get("finished_at")
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _one_per_seed(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    newest: dict[Any, dict[str, Any]] = {}
+    for record in sorted(group, key=lambda r: (_finish_order(r), r["_path"])):
+        newest[record.get("seed")] = record
+    return [newest[seed] for seed in sorted(newest, key=str)]
+
+
+def value(record: dict[str, Any], metric: str) -> float | None:
+    """A GLUE metric ×100; None when absent or not finite (STS-B's Pearson of constant predictions)."""
+    number = records.metric_value(record.get("metrics"), metric)
+    if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+        return None
+    return 100.0 * float(number)
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _fmt(mean: float | None, std: float | None, n: int, full: int) -> str:
+    if mean is None:
+        return "–"
+    text = f"{mean:.1f}" + (f" ± {std:.1f}" if std is not None else "")
+    return text if n == full else f"{text} (n={n})"
+
+
+def row_stats(method: str, chosen: dict[tuple[str, str], list[dict[str, Any]]]) -> dict[str, Any]:
+    """Everything one table row and one figure point need."""
+    runs = [r for (task, m), group in chosen.items() if m == method for r in group]
+    seeds_of = {task: {r.get("seed") for r in group} for (task, m), group in chosen.items() if m == method}
+    full = max((len(s) for s in seeds_of.values()), default=0)
+    stats: dict[str, Any] = {"runs": len(runs), "full": full, "columns": {}}
+    for header, task, metric in COLUMNS:
+        values = [v for r in chosen.get((task, method), []) if (v := value(r, metric)) is not None]
+        stats["columns"][header] = (*mean_std(values), len(values))
+    # Avg.: per seed that finished all four tasks, the mean of the tasks' first metrics; then over seeds.
+    per_seed: dict[Any, dict[str, float]] = defaultdict(dict)
+    for task, metric in AVG_METRICS.items():
+        for record in chosen.get((task, method), []):
+            if (v := value(record, metric)) is not None:
+                per_seed[record.get("seed")][task] = v
+    averages = [statistics.fmean(tasks.values()) for _, tasks in sorted(per_seed.items(), key=lambda kv: str(kv[0]))
+                if len(tasks) == len(AVG_METRICS)]
+    stats["avg"] = (*mean_std(averages), len(averages))
+    trainable = sorted({int(r["params"]["trainable"]) for r in runs if (r.get("params") or {}).get("trainable")})
+    stats["trainable"] = trainable
+    walls = [float(r["wall_time_s"]) for r in runs if isinstance(r.get("wall_time_s"), int | float)]
+    memory = [float(r["peak_memory_bytes"]) for r in runs if isinstance(r.get("peak_memory_bytes"), int | float)]
+    stats["wall"] = statistics.median(walls) if walls else None
+    stats["memory_mib"] = statistics.median(memory) / 2**20 if memory else None
+    return stats
+
+
+def _tps(trainable: list[int]) -> str:
+    if not trainable:
+        return "–"
+    if trainable[0] == trainable[-1]:
+        return f"{trainable[0]:,}"
+    return f"{trainable[0]:,}–{trainable[-1]:,}"
+
+
+def settings(runs: list[dict[str, Any]]) -> list[str]:
+    """The settings the records share or differ in, read from the records themselves."""
+    def distinct(get) -> str:
+        found = sorted({v if isinstance(v := get(r), str) else json.dumps(v, sort_keys=True) for r in runs})
+        return ", ".join(found)
+
+    if not runs:
+        return []
+
+    lrs = defaultdict(set)
+    for record in runs:
+        lrs[record.get("method")].add((record.get("config") or {}).get("trainer", {}).get("lr"))
+    caps = defaultdict(set)
+    for record in runs:
+        caps[record.get("task")].add((record.get("data") or {}).get("sizes", {}).get("train"))
+    return [
+        f"- model: {distinct(lambda r: r.get('model'))}; weights sha256 (model.safetensors): "
+        f"{distinct(lambda r: ((r.get('model_files') or {}).get('sha256') or {}).get('model.safetensors'))}",
+        f"- protocol: {distinct(lambda r: r.get('protocol'))}; seeds: {distinct(lambda r: r.get('seed'))}",
+        "- lr per method: " + "; ".join(f"{METHODS.get(m, m)} {', '.join(map(str, sorted(v)))}"
+                                        for m, v in sorted(lrs.items(), key=lambda kv: _order(kv[0]))),
+        "- training rows per task: " + "; ".join(f"{t} {', '.join(map(str, sorted(v)))}"
+                                                 for t, v in sorted(caps.items())),
+        f"- max_length: {distinct(lambda r: r['config']['task'].get('max_length'))}; epochs: "
+        f"{distinct(lambda r: r['config']['trainer'].get('epochs'))}; batch size: "
+        f"{distinct(lambda r: r['config']['trainer'].get('batch_size'))}; device: "
+        f"{distinct(lambda r: (r.get('train') or {}).get('device'))}",
+    ]
+
+
+def _order(method: str) -> tuple[int, str]:
+    names = list(METHODS)
+    return (names.index(method) if method in names else len(names), str(method))
+
+
+def table(runs: list[dict[str, Any]], skipped: list[str]) -> tuple[str, dict[str, dict[str, Any]]]:
+    chosen, notes = cells(runs)
+    methods = sorted({m for _, m in chosen}, key=_order)
+    stats = {m: row_stats(m, chosen) for m in methods}
+    headers = ["Method", "#TPs", *[h for h, _, _ in COLUMNS], "Avg.", "runs", "wall s/run", "peak MiB/run"]
+    lines = ["# Small-scale Table 1: all-MiniLM-L6-v2 on real GLUE data (CPU)", "",
+             "Held-out half of GLUE dev (never used for selection), ×100, mean ± std over seeds "
+             "(n where a cell has fewer seeds than its row). Generated from the records by:", "", f"    {COMMAND}", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for method in methods:
+        s = stats[method]
+        cols = [_fmt(*s["columns"][h][:2], s["columns"][h][2], s["full"]) for h, _, _ in COLUMNS]
+        wall = f"{s['wall']:.0f}" if s["wall"] is not None else "–"
+        memory = f"{s['memory_mib']:.0f}" if s["memory_mib"] is not None else "–"
+        lines.append("| " + " | ".join([METHODS.get(method, method), _tps(s["trainable"]), *cols,
+                                        _fmt(*s["avg"][:2], s["avg"][2], s["full"]), str(s["runs"]), wall,
+                                        memory]) + " |")
+    if not methods:
+        lines.append("| (no completed records yet) |" + " |" * (len(headers) - 1))
+    lines += ["", f"{len(runs)} completed records" + ("; settings read from them:" if runs else "."), *settings(runs)]
+    if notes:
+        lines += ["", "Left out:", *[f"- {note}" for note in notes]]
+    if skipped:
+        lines += ["", f"Skipped ({len(skipped)}):", *[f"- {line}" for line in skipped]]
+    return "\n".join(lines) + "\n", stats
+
+
+def figure(stats: dict[str, dict[str, Any]], path: Path) -> bool:
+    """Score against trainable parameters (log x): one point per method, error bar = std over seeds."""
+    panels = [("Avg.", "avg")] + [(h, h) for h, _, metric in COLUMNS if AVG_METRICS.get(_task_of(h)) == metric]
+    points = {m: s for m, s in stats.items() if s["trainable"]}
+    if not points:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
+    for ax, (title, key) in zip(axes, panels, strict=True):
+        for method, s in points.items():
+            mean, std, _ = s["avg"] if key == "avg" else s["columns"][key]
+            if mean is None:
+                continue
+            x = statistics.median(s["trainable"])
+            ax.errorbar([x], [mean], yerr=[std or 0.0], fmt="o", capsize=3, label=METHODS.get(method, method))
+        ax.set_xscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("trainable parameters")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("score (×100, held-out dev half)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, metadata=PNG_METADATA)
+    plt.close(fig)
+    return True
+
+
+def _task_of(header: str) -> str:
+    return next(task for h, task, _ in COLUMNS if h == header)
+
+
+def lr_search_table(runs: list[dict[str, Any]]) -> str:
+    """The learning-rate search: the dev-half selection value (record best.value) per method, task and lr."""
+    lines = ["# Learning-rate search (small_scale_lr_search.yaml): dev half only, seed 0", "",
+             "The value is the best dev-half evaluation of the run (what selects the checkpoint); the held-out half "
+             "is not shown, as it plays no part in choosing the lr.", "",
+             "| Method | task | lr | dev (×100) | steps | wall s |", "|---|---|---|---|---|---|"]
+    def key(r):
+        return (_order(r.get("method")), str(r.get("task")), float(r["config"]["trainer"]["lr"]), str(r.get("seed")))
+    chosen = choose_lrs(runs)
+    for record in sorted(runs, key=key):
+        best = (record.get("best") or {}).get("value")
+        mark = " (chosen)" if chosen.get(record.get("method")) == float(record["config"]["trainer"]["lr"]) else ""
+        shown = f"{100 * best:.1f}" if isinstance(best, int | float) and math.isfinite(best) else "–"
+        steps = (record.get("train") or {}).get("steps")
+        lines.append(f"| {METHODS.get(record.get('method'), record.get('method'))} | {record.get('task')} | "
+                     f"{record['config']['trainer']['lr']:g}{mark} | {shown} | {steps} | "
+                     f"{record.get('wall_time_s', 0):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def choose_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """The search's choice per method: the lr whose run has the highest dev-half value (record best.value, the
+    selection metric); a tie goes to the smaller lr. Runs of every task count alike (mean over the tasks
+    searched); the held-out half is never read."""
+    scores: dict[tuple[str, float], list[float]] = defaultdict(list)
+    for record in runs:
+        best = (record.get("best") or {}).get("value")
+        if isinstance(best, int | float) and not isinstance(best, bool) and math.isfinite(best):
+            scores[(record.get("method"), float(record["config"]["trainer"]["lr"]))].append(float(best))
+    chosen: dict[str, tuple[float, float]] = {}
+    for (method, lr), values in sorted(scores.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        mean = statistics.fmean(values)
+        if method not in chosen or mean > chosen[method][1]:  # strictly better: ties keep the smaller lr
+            chosen[method] = (lr, mean)
+    return {method: lr for method, (lr, _) in chosen.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The small-scale Table 1 and its figure from the records.")
+    parser.add_argument("--runs", default="results/small_scale/runs", help="folder searched for record.json files")
+    parser.add_argument("--lr-search", default="results/small_scale/lr_search/runs",
+                        help="the lr search's records (a missing folder is skipped)")
+    parser.add_argument("--out", default="results/small_scale", help="table.md, lr_search.md and the figure go here")
+    parser.add_argument("--lr-overrides", action="store_true",
+                        help="print the search's choice as vars.lr.METHOD=LR overrides for the sweep, write nothing")
+    args = parser.parse_args(argv)
+    if args.lr_overrides:
+        chosen = choose_lrs(load(args.lr_search)[0]) if Path(args.lr_search).is_dir() else {}
+        print(" ".join(f"vars.lr.{method}={lr!r}" for method, lr in sorted(chosen.items())))
+        return 0
+    out = Path(args.out)
+    runs, skipped = load(args.runs)
+    text, stats = table(runs, skipped)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(text)
+    drawn = figure(stats, out / f"{FIGURE}.png")
+    if Path(args.lr_search).is_dir():
+        (out / "lr_search.md").write_text(lr_search_table(load(args.lr_search)[0]))
+    print(f"{len(runs)} completed records, {len(skipped)} skipped: {out / 'table.md'}"
+          + (f", {out / FIGURE}.png" if drawn else " (no figure: no records)"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

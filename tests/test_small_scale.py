@@ -1,0 +1,104 @@
+"""propulsion/small_scale.py on hand-made records: cell values, the average, counts, and byte-identical reruns."""
+
+from __future__ import annotations
+
+from propulsion import records, small_scale
+
+TPS = {"propulsion": 22274, "propulsion_attn": 6912, "lora": 74498}
+
+
+def record(task, method, seed, metrics, lr=1e-2, wall=100.0, memory_mib=1000, status="completed"):
+    trainable = TPS[method] - (1 if task == "stsb" else 0)  # STS-B's head has one output, not two
+    config = {"model": {"name": "all-minilm-l6-v2"}, "task": {"name": task, "max_length": 64},
+              "method": {"name": method, "kind": "propulsion" if method == "propulsion" else "peft"},
+              "trainer": {"lr": lr, "epochs": 1, "batch_size": 16}, "seed": seed, "protocol": "heldout",
+              "output_root": "x"}
+    return {"schema_version": records.SCHEMA_VERSION, "status": status, "task": task, "method": method,
+            "seed": seed, "model": "all-minilm-l6-v2", "family": "glue", "protocol": "heldout", "config": config,
+            "metrics": metrics, "params": {"trainable": trainable}, "wall_time_s": wall,
+            "peak_memory_bytes": memory_mib * 2**20, "finished_at": f"2026-12-01T15:0{seed}:00+00:00",
+            "data": {"sizes": {"train": 600}}, "train": {"device": "cpu", "steps": 38}, "best": {"value": 0.5},
+            "model_files": {"sha256": {"model.safetensors": "53aa"}}}
+
+
+def write(root, rec, name):
+    records.write_json_atomic(root / name / "record.json", rec)
+
+
+# Per seed: (CoLA MCC, MRPC acc, MRPC F1, STS-B Pearson, STS-B Spearman, RTE acc)
+PROPULSION = {0: (0.10, 0.70, 0.80, 0.50, 0.48, 0.50), 1: (0.20, 0.72, 0.82, 0.60, 0.58, 0.54)}
+
+
+def make_runs(root):
+    for seed, (mcc, acc, f1, p, s, rte) in PROPULSION.items():
+        write(root, record("cola", "propulsion", seed, {"matthews_correlation": mcc}, wall=50 + seed), f"c{seed}")
+        write(root, record("mrpc", "propulsion", seed, {"accuracy": acc, "f1": f1}, wall=60), f"m{seed}")
+        write(root, record("stsb", "propulsion", seed, {"pearson": p, "spearmanr": s}, wall=70), f"s{seed}")
+        write(root, record("rte", "propulsion", seed, {"accuracy": rte}, wall=80, memory_mib=1200), f"r{seed}")
+    write(root, record("rte", "lora", 0, {"accuracy": 0.60}, lr=2e-3), "lora-r0")
+    write(root, record("rte", "lora", 1, {}, status="failed"), "lora-r1")
+
+
+def test_cells_average_and_counts(tmp_path):
+    make_runs(tmp_path / "runs")
+    runs, skipped = small_scale.load(tmp_path / "runs")
+    assert len(runs) == 9 and len(skipped) == 1 and "status 'failed'" in skipped[0]
+    text, stats = small_scale.table(runs, skipped)
+    row = next(line for line in text.splitlines() if line.startswith("| Propulsion(All)"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # CoLA: 10, 20 -> 15.0 ± 7.1 (sample std of two values a, b is |a - b| / sqrt 2)
+    assert cells[:8] == ["Propulsion(All)", "22,273–22,274", "15.0 ± 7.1", "71.0 ± 1.4", "81.0 ± 1.4",
+                         "55.0 ± 7.1", "53.0 ± 7.1", "52.0 ± 2.8"]
+    # Avg. per seed: (10 + 70 + 50 + 50) / 4 = 45, (20 + 72 + 60 + 54) / 4 = 51.5 -> 48.25 ± 4.6
+    assert cells[8] == "48.2 ± 4.6"
+    assert stats["propulsion"]["avg"][0] == 48.25
+    # 8 runs; median wall of 50, 51, 60, 60, 70, 70, 80, 80 = 65; median memory of 6 x 1000 and 2 x 1200 = 1000
+    assert cells[9:] == ["8", "65", "1000"]
+    lora = next(line for line in text.splitlines() if line.startswith("| LoRA"))
+    assert [c.strip() for c in lora.strip("|").split("|")][:8] == ["LoRA", "74,498", "–", "–", "–", "–", "–", "60.0"]
+    assert "lr per method: LoRA 0.002; Propulsion(All) 0.01" in text
+    assert "- model: all-minilm-l6-v2; weights sha256 (model.safetensors): 53aa" in text
+
+
+def test_a_cell_with_two_configs_keeps_the_one_with_more_seeds_and_says_so(tmp_path):
+    make_runs(tmp_path / "runs")
+    write(tmp_path / "runs", record("rte", "propulsion", 0, {"accuracy": 0.99}, lr=1e-3), "other-lr")
+    runs, skipped = small_scale.load(tmp_path / "runs")
+    text, stats = small_scale.table(runs, skipped)
+    assert stats["propulsion"]["columns"]["RTE acc"][0] == 52.0  # the two-seed lr=1e-2 group, not 99
+    assert "rte × propulsion: config" in text and "(1 seed(s)) left out" in text
+
+
+def test_make_tables_output_is_byte_identical(tmp_path):
+    make_runs(tmp_path / "runs")
+    out = tmp_path / "out"
+    args = ["--runs", str(tmp_path / "runs"), "--lr-search", str(tmp_path / "runs"), "--out", str(out)]
+    assert small_scale.main(args) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(first) == {"table.md", "lr_search.md", "score_vs_params.png"}
+    assert small_scale.main(args) == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    assert "| Propulsion(All) | rte | 0.01 (chosen) | 50.0 | 38 | 80 |" in first["lr_search.md"].decode()
+
+
+def test_no_records_gives_a_table_and_no_figure(tmp_path):
+    assert small_scale.main(["--runs", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 0
+    assert "(no completed records yet)" in (tmp_path / "out" / "table.md").read_text()
+    assert not (tmp_path / "out" / "score_vs_params.png").exists()
+
+
+def test_the_lr_choice_is_the_best_dev_value_and_ties_keep_the_smaller_lr(tmp_path, capsys):
+    def searched(method, lr, best, task="stsb"):
+        rec = record(task, method, 0, {"pearson": 0.99}, lr=lr)  # the held-out metric must not matter
+        rec["best"] = {"value": best}
+        return rec
+
+    runs = [searched("propulsion", 2e-3, 0.40), searched("propulsion", 1e-2, 0.55),
+            searched("lora", 5e-4, 0.60), searched("lora", 2e-3, 0.60),
+            searched("propulsion_attn", 2e-3, float("nan")), searched("propulsion_attn", 1e-2, 0.10)]
+    assert small_scale.choose_lrs(runs) == {"propulsion": 1e-2, "lora": 5e-4, "propulsion_attn": 1e-2}
+    for i, rec in enumerate(runs):
+        write(tmp_path / "search", rec, f"r{i}")
+    assert small_scale.main(["--lr-search", str(tmp_path / "search"), "--lr-overrides"]) == 0
+    assert capsys.readouterr().out.strip() == ("vars.lr.lora=0.0005 vars.lr.propulsion=0.01 "
+                                               "vars.lr.propulsion_attn=0.01")
