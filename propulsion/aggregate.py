@@ -164,8 +164,18 @@ def preset(method: str) -> dict[str, Any]:
 def deviations(config: dict[str, Any], table: str = "", ignore: tuple[str, ...] = ()) -> list[str]:
     """Method settings of a record that differ from the table's setting for its method."""
     method = config.get("method") or {}
-    wanted = {**preset(str(method.get("name"))), **TABLE_SETTINGS.get(table, {}).get(str(method.get("name")), {})}
+    wanted = {**beside_task(preset(str(method.get("name"))), config.get("task")),
+              **TABLE_SETTINGS.get(table, {}).get(str(method.get("name")), {})}
     return sorted(k for k, v in wanted.items() if k not in ignore and method.get(k, v) != v)
+
+
+def beside_task(settings: dict[str, Any], task: dict[str, Any] | None) -> dict[str, Any]:
+    """A conf/ file's settings as Hydra composes them next to a record's task: method and trainer files read
+    task values through ${oc.select:task...} (reasoning: LLM-Adapters' LoRA and schedule)."""
+    from omegaconf import OmegaConf
+
+    composed = OmegaConf.create({"task": task or {}, "settings": settings})
+    return OmegaConf.to_container(composed, resolve=True)["settings"]
 
 
 @functools.cache
@@ -189,7 +199,8 @@ def protocol_deviations(config: dict[str, Any], table: str = "") -> list[str]:
         out.append("task.source=sample")
     out += [f"task.{cap}" for cap in ("max_train_samples", "max_eval_samples") if task.get(cap) is not None]
     trainer = config.get("trainer") or {}
-    out += [f"trainer.{k}" for k, v in sorted(paper_trainer(table).items()) if trainer.get(k, v) != v]
+    wanted = beside_task(paper_trainer(table), task)
+    out += [f"trainer.{k}" for k, v in sorted(wanted.items()) if trainer.get(k, v) != v]
     return out
 
 

@@ -248,3 +248,20 @@ def test_validation_functions_directly(tmp_path):
         reasoning.check_golds("boolq", "boolq.json", [{"answer": "yes"}])
     reasoning.check_golds("boolq", "boolq.json", [{"answer": "false"}])
     reasoning.check_golds("gsm8k", "gsm8k.json", [{"answer": [1200.0]}, {"answer": "1,200"}])
+
+
+def test_tables_compare_records_with_the_settings_composed_for_their_task():
+    # conf/method and conf/trainer read task values through oc.select: the tables resolve them the same way, so a
+    # Table 3 LoRA run (r=32, 100 warm-up steps) is on the table's setting and a GLUE LoRA run (r=8, 500) on its own.
+    from propulsion import aggregate
+    from propulsion.run import compose_spec
+
+    _, reasoning_lora = compose_spec(["task=arithmetic", "method=lora", "model=llama-7b", "trainer.weight_decay=0.01",
+                                      "trainer.precision=bf16"])
+    assert aggregate.deviations(reasoning_lora, "table3") == []
+    assert aggregate.protocol_deviations(reasoning_lora, "table3") == []
+    _, glue_lora = compose_spec(["task=rte", "method=lora"])
+    assert aggregate.deviations(glue_lora, "table1") == [] and aggregate.protocol_deviations(glue_lora, "table1") == []
+    _, changed = compose_spec(["task=arithmetic", "method=lora", "method.peft_config.r=8", "trainer.warmup_steps=500"])
+    assert aggregate.deviations(changed, "table3") == ["peft_config"]
+    assert "trainer.warmup_steps" in aggregate.protocol_deviations(changed, "table3")
