@@ -34,6 +34,8 @@ def validate(spec: RunSpec):
         config = models.load_config(spec.model, **family.model_overrides(spec.task))
     except UserError:
         return family  # config not reachable offline: the load reports it, and the targets are checked then
+    except ValueError as error:  # an unknown tiny family or model_type: the library's one line
+        raise UserError(str(error)) from None
     adapt.check_targets(config, spec.method, family.MODEL_KIND)
     return family
 
