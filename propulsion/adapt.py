@@ -105,9 +105,16 @@ def _bitfit(model: torch.nn.Module, spec: MethodSpec) -> Prepared:
 
 
 def _resolve(model: torch.nn.Module, targets: Any) -> list[str] | None:
-    """Logical names (query, value, ...) become the architecture's module names; patterns pass through."""
+    """Logical names (query, value, ...) become the architecture's module names; patterns pass through. A mapping
+    model_type -> targets (a baseline as its source ran it on each architecture) picks this model's entry."""
     if targets is None:
         return None
+    if isinstance(targets, dict):
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        if model_type not in targets:
+            raise UserError(f"method.targets names modules for {', '.join(targets)} only, not for this "
+                            f"{model_type} model; pass method.targets=[module-name patterns]")
+        targets = targets[model_type]
     names: list[str] = []
     for target in [targets] if isinstance(targets, str) else list(targets):
         if target in LOGICAL_TARGETS:
@@ -118,6 +125,26 @@ def _resolve(model: torch.nn.Module, targets: Any) -> list[str] | None:
         else:
             names.append(target)
     return list(dict.fromkeys(names))
+
+
+def check_targets(model_config, spec: MethodSpec, model_kind: str) -> None:
+    """Refuse target patterns that match no module of the model, before anything is loaded or written: the
+    model is built on the meta device from its config (no weights, no memory)."""
+    from propulsion.models import auto_class
+
+    if spec.kind not in ("propulsion", "peft") or spec.targets in (None, "all"):
+        return
+    with torch.device("meta"):
+        model = auto_class(model_kind).from_config(model_config)
+    resolved = _resolve(model, spec.targets)
+    # Logical names were resolved against the model already; what is left to check is the patterns.
+    modules = {name for name, _ in model.named_modules()}
+    patterns = [name for name in resolved or [] if name not in modules]
+    if patterns:
+        try:
+            resolve_targets(model, patterns)
+        except ValueError as error:
+            raise UserError(f"method.targets: {error}") from None
 
 
 def _peft(model: torch.nn.Module, spec: MethodSpec, model_kind: str, total_steps: int | None) -> Prepared:

@@ -25,11 +25,18 @@ def run_dir_for(spec: RunSpec, run_id: str) -> Path:
 
 
 def validate(spec: RunSpec):
-    """Everything that can be checked before loading or writing anything; returns the task family."""
+    """Everything that can be checked before loading weights or writing anything; returns the task family."""
     adapt.validate(spec.method)
     family = get_family(spec.task.family)
-    if hasattr(family, "validate"):  # optional: e.g. GLUE checks the task's metrics against its labels
+    if hasattr(family, "validate"):  # options, test-set names, data files, gold answers (reasoning)
         family.validate(spec.task)
+    try:  # target patterns, on the model built from its config on the meta device
+        config = models.load_config(spec.model, **family.model_overrides(spec.task))
+    except UserError:
+        return family  # config not reachable offline: the load reports it, and the targets are checked then
+    except ValueError as error:  # an unknown tiny family or model_type: the library's one line
+        raise UserError(str(error)) from None
+    adapt.check_targets(config, spec.method, family.MODEL_KIND)
     return family
 
 
@@ -111,10 +118,12 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
 
     collate = family.collator(tokenizer)
     evaluate = partial(family.evaluate, task=task, tokenizer=tokenizer, accelerator=accelerator)
+    # A family may select the reported checkpoint on something else than its main metric (reasoning: dev loss).
+    select_on, greater = family.dev_selection(task) if hasattr(family, "dev_selection") else (task.main_metric, True)
     result = training.train(
         model=prepared.model, train_set=train_set, dev_sets=dev_sets, collate=collate, evaluate=evaluate,
-        main_metric=task.main_metric, spec=trainer, seed=spec.seed, accelerator=accelerator, run_dir=run_dir,
-        log=tracker.log, hooks=prepared.hooks, resume=spec.resume,
+        main_metric=select_on, spec=trainer, seed=spec.seed, accelerator=accelerator, run_dir=run_dir,
+        log=tracker.log, hooks=prepared.hooks, resume=spec.resume, greater_is_better=greater,
     )
     # From here on the model is the reported one: the best dev checkpoint (the final model where there is none).
     training.load_trainable_state(accelerator.unwrap_model(prepared.model), result.best_state)

@@ -72,8 +72,18 @@ def preset(method: str) -> dict[str, Any]:
 def deviations(config: dict[str, Any], table: str = "", ignore: tuple[str, ...] = ()) -> list[str]:
     """Method settings of a record that differ from the table's setting for its method."""
     method = config.get("method") or {}
-    wanted = {**preset(str(method.get("name"))), **TABLE_SETTINGS.get(table, {}).get(str(method.get("name")), {})}
+    wanted = {**beside_task(preset(str(method.get("name"))), config.get("task")),
+              **TABLE_SETTINGS.get(table, {}).get(str(method.get("name")), {})}
     return sorted(k for k, v in wanted.items() if k not in ignore and method.get(k, v) != v)
+
+
+def beside_task(settings: dict[str, Any], task: dict[str, Any] | None) -> dict[str, Any]:
+    """A conf/ file's settings as Hydra composes them next to a record's task: method and trainer files read task
+    values through ${oc.select:task...} (reasoning: LLM-Adapters' LoRA and schedule; GLUE: the defaults)."""
+    from omegaconf import OmegaConf
+
+    composed = OmegaConf.create({"task": task or {}, "settings": settings})
+    return OmegaConf.to_container(composed, resolve=True)["settings"]
 
 
 def trainer_preset(config: dict[str, Any]) -> str | None:
@@ -93,9 +103,8 @@ def trainer_settings(table: str = "", name: str = "paper") -> dict[str, Any] | N
     if table in TABLE_EXPERIMENT:
         sweep = yaml.safe_load((EXPERIMENTS_DIR / f"{TABLE_EXPERIMENT[table]}.yaml").read_text()) or {}
         settings.update(sweep.get("trainer") or {})
-    # A value Hydra interpolates (e.g. ${task...}) is resolved per task in the record: not comparable here.
-    return {k: v for k, v in settings.items()
-            if k not in NOT_PROTOCOL and not (isinstance(v, str) and "${" in v)}
+    # A value read from the task (${oc.select:task...}) is resolved beside each record's task (beside_task).
+    return {k: v for k, v in settings.items() if k not in NOT_PROTOCOL}
 
 
 def protocol_deviations(config: dict[str, Any], table: str = "") -> list[str]:
@@ -110,7 +119,7 @@ def protocol_deviations(config: dict[str, Any], table: str = "") -> list[str]:
     named = trainer_preset(config)
     if named is not None and named not in ON_PROTOCOL_PRESETS.get(table, ("paper",)):
         return out + [f"trainer.preset={named}"]
-    wanted = trainer_settings(table, named or "paper") or {}  # a preset this checkout has no file for: its name
+    wanted = beside_task(trainer_settings(table, named or "paper") or {}, task)  # no file for the preset: its name
     trainer = config.get("trainer") or {}
     return out + [f"trainer.{k}" for k, v in sorted(wanted.items()) if trainer.get(k, v) != v]
 

@@ -73,6 +73,8 @@ class TaskSpec:
     paper: dict[str, Any] = field(default_factory=dict)
     # Family-specific settings (QA strides, generation lengths, test sets, ...) live here.
     options: dict[str, Any] = field(default_factory=dict)
+    # Per-method settings of the task's source (conf/method/*.yaml read them via oc.select); informational here.
+    baselines: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.data_files or self.data_dir:

@@ -22,7 +22,9 @@ def write_run(root: Path, name: str, *, task="sst2", method="propulsion", degree
     """One record as the runner writes it; the method config starts from conf/method/<method>.yaml."""
     degree = paper_degree if degree is None else degree
     preset = yaml.safe_load((selection.METHOD_CONF_DIR / f"{method}.yaml").read_text())
-    method_config = {**{k: v for k, v in preset.items() if k != "degree"}, **method_settings}
+    # As Hydra composes it: the method file reads task values through oc.select (reasoning's LLM-Adapters LoRA).
+    settings = selection.beside_task({k: v for k, v in preset.items() if k != "degree"}, task_settings)
+    method_config = {**settings, **method_settings}
     kind = method_config["kind"]
     if kind == "propulsion":
         method_config["degree"] = degree

@@ -31,7 +31,9 @@ AQUA_TEST = {"instruction": "what is 2 plus 2? Answer Choices: (A) 3 (B) 4 (C) 5
 BOOLQ = {"instruction": "Please answer the following question with true or false, question: is the sky blue?\n\n"
                         "Answer format: true/false", "input": "", "output": "the correct answer is true",
          "answer": "true"}
-FAST = ["trainer=quick", "trainer.max_steps=3", "logger=none", "task.options.generation.max_new_tokens=6"]
+# 2 of the 8 training rows held out (the default 120 needs the real files)
+FAST = ["trainer=quick", "trainer.max_steps=3", "logger=none", "task.options.generation.max_new_tokens=6",
+        "task.options.val_set_size=2"]
 GREEDY = ["task.options.generation.num_beams=1"]  # the sweep decodes greedily; the commonsense run keeps 4 beams
 
 
@@ -45,27 +47,46 @@ def write_layout(root: Path, train: str, train_row: dict, tests: dict[str, dict]
     return root
 
 
-def test_arithmetic_sweep_three_architectures(tmp_path):
-    data = write_layout(tmp_path / "data", "math_10k", MATH_TRAIN,
-                        {name: AQUA_TEST if name == "AQuA" else MATH_TEST for name in metrics.MATH_DATASETS})
-    command = [sys.executable, "-m", "propulsion.run", "-m", "model=tiny-llama,tiny-bloom,tiny-gptj", "task=arithmetic",
-               f"task.data_dir={data}", *FAST, *GREEDY, f"output_root={tmp_path / 'runs'}",
-               f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+TABLE3_METHODS = ["adalora", "lora", "prefix", "propulsion"]
+# LoRA as LLM-Adapters ran it on the tiny models (hidden 32, intermediate 128 for BLOOM/GPT-J, 64 for tiny LLaMA,
+# 2 layers), r=32: r x (in + out) per module. LLaMA q,k,v: 3 x 32 x (32+32); up, down: 2 x 32 x (32+64).
+# BLOOM query_key_value: 32 x (32+96); dense_h_to_4h, dense_4h_to_h: 2 x 32 x (32+128). GPT-J q,k,v: 3 x 32 x 64;
+# fc_in, fc_out: 2 x 32 x (32+128).
+TINY_LORA = {"tiny-llama": 2 * (3 * 32 * 64 + 2 * 32 * 96), "tiny-bloom": 2 * (32 * 128 + 2 * 32 * 160),
+             "tiny-gptj": 2 * (3 * 32 * 64 + 2 * 32 * 160)}
+
+
+def test_table3_sweep_every_method_on_each_tiny_family(tmp_path):
+    # experiments/table3_reasoning.yaml as written (dropout 0.1, weight decay, 5 vectors), on the three tiny LLM
+    # families: every Table 3 method trains, selects on the held-out loss, generates and scores offline.
+    data = write_layout(tmp_path / "data", "math_10k", MATH_TRAIN, {"AQuA": AQUA_TEST}, n_test=1)
+    command = [sys.executable, "-m", "propulsion.run", "--config-dir", "experiments", "--config-name",
+               "table3_reasoning", "model=tiny-llama,tiny-bloom,tiny-gptj", "task=arithmetic",
+               f"task.data_dir={data}", *FAST, *GREEDY, "trainer.max_steps=2", "trainer.precision=no",
+               "task.options.test_sets=[AQuA]", "task.options.generation.max_new_tokens=3", "save_adapter=false",
+               f"output_root={tmp_path / 'runs'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     found = records_under(tmp_path / "runs")
-    assert sorted(r["model"] for r in found) == ["tiny-bloom", "tiny-gptj", "tiny-llama"]
+    assert sorted((r["model"], r["method"]) for r in found) == [
+        (model, method) for model in ("tiny-bloom", "tiny-gptj", "tiny-llama") for method in TABLE3_METHODS]
     for record in found:
         assert record["status"] == "completed", record.get("error")
-        assert {f"{name}/accuracy" for name in metrics.MATH_DATASETS} <= set(record["metrics"])
-        assert record["data"]["train_on_inputs"] is False
+        assert record["data"]["train_on_inputs"] is True  # LLM-Adapters' default
+        assert record["data"]["selection"] == "lowest loss on 2 held-out training rows (split seed 42)"
+        assert [e["step"] for e in record["evaluations"]] == [2] and "eval_loss" in record["evaluations"][0]["metrics"]
+        assert record["best"] == {"step": 2, "value": record["evaluations"][0]["metrics"]["eval_loss"]}
         lines = [json.loads(line) for line in (Path(record["run_dir"]) / "predictions.jsonl").read_text().splitlines()]
-        assert len(lines) == 2 * len(metrics.MATH_DATASETS)
+        assert [line["dataset"] for line in lines] == ["AQuA"]
         assert set(lines[0]) == {"dataset", "instruction", "generation", "extracted", "gold", "correct"}
-        for name in metrics.MATH_DATASETS:
-            rows = [line for line in lines if line["dataset"] == name]
-            assert record["metrics"][f"{name}/accuracy"] == 100.0 * sum(r["correct"] for r in rows) / len(rows)
+        for line in lines:
+            assert record["metrics"][f"{line['dataset']}/accuracy"] == 100.0 * line["correct"]
+        if record["method"] == "lora":
+            assert record["params"]["trainable"] == TINY_LORA[record["model"]]
+            assert record["config"]["method"]["peft_config"] == {"r": 32, "lora_alpha": 64, "lora_dropout": 0.05}
+        if record["method"] == "prefix":
+            assert record["config"]["method"]["peft_config"]["num_virtual_tokens"] == 10
 
 
 def test_commonsense_single_test_set(tmp_path):
@@ -112,7 +133,7 @@ def _task(**changes) -> TaskSpec:
 
 def test_prompt_tokens_masked_exactly():
     tokenizer = models.load_tokenizer(ModelSpec(name="t", tiny="llama"), padding_side="left")
-    prompt_ids = tokenizer(reasoning.prompt(MATH_TRAIN["instruction"]))["input_ids"][:-1]  # <s> prompt, no </s>
+    prompt_ids = tokenizer(reasoning.train_prompt(MATH_TRAIN["instruction"]))["input_ids"][:-1]  # <s> prompt, no </s>
     encoded = reasoning.encode_example(tokenizer, MATH_TRAIN, cutoff=256, train_on_inputs=False)
     n = len(prompt_ids)
     assert encoded["input_ids"][:n] == prompt_ids
@@ -125,9 +146,11 @@ def test_prompt_tokens_masked_exactly():
     cut = reasoning.encode_example(tokenizer, MATH_TRAIN, cutoff=n + 3, train_on_inputs=False)
     assert len(cut["input_ids"]) == n + 3 and cut["labels"][n:] == cut["input_ids"][n:]
     raw = reasoning.load_raw(_task())["math_10k"]  # the batched map gives the same rows
-    features = reasoning.tokenize(_task(), raw, tokenizer, train=True)
+    features = reasoning.tokenize(_task(options={"train_on_inputs": False}), raw, tokenizer, train=True)
     for row, feature in zip(raw.select(range(4)), features.select(range(4)), strict=True):
         assert feature == reasoning.encode_example(tokenizer, row, cutoff=256, train_on_inputs=False)
+    default = reasoning.tokenize(_task(), raw.select(range(4)), tokenizer, train=True)  # train_on_inputs: True
+    assert all(row["labels"] == row["input_ids"] and -100 not in row["labels"] for row in default)
 
 
 def test_training_batches_pad_right_generation_batches_left():

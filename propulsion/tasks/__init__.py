@@ -13,6 +13,10 @@ A family module provides:
     validate(task) -> None                             (optional) raise UserError for a task the family cannot run
     apply_protocol(task, raw, protocol, seed) -> data.Splits   (optional; default: data.apply_protocol)
     load_raw(task, sample_splits) -> DatasetDict       (optional; default: data.load_raw)
+    validate(task) -> None                             (optional) raise UserError for bad options/data before a
+                                                       run folder exists (reasoning: test sets, files, golds)
+    dev_selection(task) -> (metric, greater_is_better) (optional; default: task.main_metric, True) what the
+                                                       reported checkpoint is selected on (reasoning: eval_loss)
 """
 
 from __future__ import annotations

@@ -12,12 +12,15 @@ from ``options.base_url`` (the repository's raw files; ``scripts/fetch_llm_adapt
 into the layout above). ``task.train_split`` names the training set, ``task.eval_splits`` every test set
 (alias -> dataset name) and ``options.test_sets`` the ones a run evaluates (null: all).
 
-Training rows are the Alpaca prompt followed by the output and EOS, cut at ``task.max_length`` (the
-reference cutoff, 256) and padded on the right; the loss ignores the prompt unless
-``options.train_on_inputs``. Evaluation rows are the prompt alone, padded on the left with an attention
-mask, generated in batches with the model in eval mode (both faults of the reference scripts avoided), and
-scored by :func:`propulsion.metrics.reasoning_accuracy` (x100). The final evaluation writes one line per
-example to ``<run dir>/predictions.jsonl``.
+Training rows are LLM-Adapters' training template with the output, then EOS, cut at ``task.max_length`` (the
+reference cutoff, 256) and padded on the right; the loss covers prompt and output (their default
+``train_on_inputs``), or the output only with ``options.train_on_inputs=false``. ``options.val_set_size``
+training rows (120, their README commands) are held out: their loss is evaluated every trainer.eval_every steps
+and the lowest-loss checkpoint is reported. Test rows are their evaluation template alone, padded on the left
+with an attention mask, generated in batches with the model in eval mode (both faults of the reference scripts
+avoided), cut at a further "### Response:" as theirs, and scored by
+:func:`propulsion.metrics.reasoning_accuracy` (x100). The final evaluation writes one line per example to
+``<run dir>/predictions.jsonl``. :func:`validate` refuses bad options and data before a run folder exists.
 """
 
 from __future__ import annotations
@@ -41,22 +44,43 @@ PADDING_SIDE = "left"  # generation continues every prompt from the same column
 PREDICTIONS = "predictions.jsonl"
 # Columns of evaluation rows that are not model inputs: read by evaluate, dropped by the collator.
 EVAL_COLUMNS = ("dataset", "instruction", "gold")
-OPTION_KEYS = ("test_sets", "train_on_inputs", "aqua_strict", "generation", "base_url")
+OPTION_KEYS = ("test_sets", "train_on_inputs", "val_set_size", "aqua_strict", "generation", "base_url")
 LLM_ADAPTERS_URL = "https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/main"
 
-PROMPT = ("Below is an instruction that describes a task. Write a response that appropriately completes "
-          "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
-PROMPT_WITH_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
-                     "context. Write a response that appropriately completes the request.\n\n### Instruction:\n"
-                     "{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
+# The prompt templates of LLM-Adapters (AGI-Edgerunners/LLM-Adapters @816657208a), byte for byte, whitespace
+# included: the training one (finetune.py L323-343: 16-space indents, a blank line of 16 spaces, two spaces after
+# "request." without input, one with) differs from the evaluation one (evaluate.py L141-160 and
+# commonsense_evaluate.py L121-140: empty blank lines, one space after "request." without input, none with).
+TRAIN_TEMPLATE = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+                  "request.  \n\n                ### Instruction:\n                {instruction}\n                \n"
+                  "                ### Response:\n                {output}")
+TRAIN_TEMPLATE_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. Write a "
+    "response that appropriately completes the request. \n\n                ### Instruction:\n                "
+    "{instruction}\n                \n                ### Input:\n                {input}\n                \n"
+    "                ### Response:\n                {output}")
+EVAL_TEMPLATE = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+                 "request. \n\n                ### Instruction:\n                {instruction}\n\n"
+                 "                ### Response:\n                ")
+EVAL_TEMPLATE_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. Write a "
+    "response that appropriately completes the request.\n\n                ### Instruction:\n                "
+    "{instruction}\n\n                ### Input:\n                {input}\n\n                ### Response:\n"
+    "                ")
+# Their evaluation keeps the decoded text between the prompt's "### Response:" and the next one
+# (evaluate.py L68, commonsense_evaluate.py L67: split("### Response:")[1].strip()).
+RESPONSE_MARK = "### Response:"
+# Their hold-out: train_test_split(test_size=val_set_size, shuffle=True, seed=42) (finetune.py L254-257).
+VAL_SPLIT_SEED = 42
 
 
 def _options(task: TaskSpec) -> dict[str, Any]:
     unknown = sorted(set(task.options) - set(OPTION_KEYS))
     if unknown:
         raise UserError(f"unknown task.options {unknown} for reasoning; valid: {', '.join(OPTION_KEYS)}")
-    defaults = {"test_sets": None, "train_on_inputs": False, "aqua_strict": False, "generation": {},
-                "base_url": LLM_ADAPTERS_URL}
+    # train_on_inputs True and 120 held-out rows: LLM-Adapters' finetune.py default (L62) and README commands.
+    defaults = {"test_sets": None, "train_on_inputs": True, "val_set_size": 120, "aqua_strict": False,
+                "generation": {}, "base_url": LLM_ADAPTERS_URL}
     return defaults | {k: v for k, v in task.options.items() if v is not None or k == "test_sets"}
 
 
@@ -76,11 +100,26 @@ def model_overrides(task: TaskSpec) -> dict[str, Any]:
     return {}
 
 
-def prompt(instruction: str, input_text: str | None = None) -> str:
-    """The Alpaca prompt (LLM-Adapters' generate_prompt), up to and including "### Response:\\n"."""
+def train_prompt(instruction: str, input_text: str | None = None, output: str = "") -> str:
+    """LLM-Adapters' training text (finetune.py generate_prompt); ``output=""`` gives the part the loss masks
+    when ``train_on_inputs`` is false (their ``generate_prompt({**data_point, "output": ""})``, L185)."""
+    if input_text:  # their test: a non-empty input
+        return TRAIN_TEMPLATE_WITH_INPUT.format(instruction=instruction, input=input_text, output=output)
+    return TRAIN_TEMPLATE.format(instruction=instruction, output=output)
+
+
+def eval_prompt(instruction: str, input_text: str | None = None) -> str:
+    """LLM-Adapters' evaluation prompt (evaluate.py / commonsense_evaluate.py generate_prompt). Their scripts call
+    it without the input (L100 / L86); every test file's input is empty, so passing it changes nothing there."""
     if input_text:
-        return PROMPT_WITH_INPUT.format(instruction=instruction, input=input_text)
-    return PROMPT.format(instruction=instruction)
+        return EVAL_TEMPLATE_WITH_INPUT.format(instruction=instruction, input=input_text)
+    return EVAL_TEMPLATE.format(instruction=instruction)
+
+
+def cut_response(continuation: str) -> str:
+    """The answer text of a generated continuation: up to a further "### Response:" (a model that goes on to
+    write another turn), stripped, as their ``split("### Response:")[1].strip()`` of prompt + continuation."""
+    return continuation.split(RESPONSE_MARK, 1)[0].strip()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -97,29 +136,101 @@ def _location(task: TaskSpec, split: str, train: bool) -> str:
     return f"{_options(task)['base_url'].rstrip('/')}/{relative}"
 
 
-def read_rows(location: str, required: tuple[str, ...] = ("instruction", "answer")) -> list[dict[str, Any]]:
-    """A JSON list (or JSON lines) of {instruction, input, output, answer} rows from a path or URL; every row must
-    have the ``required`` keys (training: instruction, output; testing: instruction, answer)."""
+_DOWNLOADED: dict[str, str] = {}  # URL -> text: validation and loading read a file once per process
+
+
+def _read_text(location: str) -> str:
     try:
-        if "://" in location:
+        if "://" not in location:
+            return Path(location).read_text(encoding="utf-8")
+        if location not in _DOWNLOADED:
             with urllib.request.urlopen(location, timeout=60) as response:
-                text = response.read().decode("utf-8")
-        else:
-            text = Path(location).read_text(encoding="utf-8")
-    except OSError as error:
+                _DOWNLOADED[location] = response.read().decode("utf-8")
+        return _DOWNLOADED[location]
+    except (OSError, UnicodeDecodeError) as error:
         raise UserError(
             f"could not read {location!r} ({error}); run `python scripts/fetch_llm_adapters.py --out DIR` where "
             f"GitHub is reachable and pass task.data_dir=DIR (or task.data_files={{split: path}})"
         ) from None
+
+
+def _parse_rows(location: str, text: str) -> list[Any]:
+    """A JSON list (the LLM-Adapters files), or JSON lines; anything else is refused in one line."""
     text = text.strip()
-    rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
+    try:
+        if text.startswith("["):
+            return json.loads(text)
+        if text.startswith("{") and "\n" in text:
+            try:  # one pretty-printed object is not JSON lines: say what it is, not where line 1 breaks
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = None
+            if isinstance(value, dict):
+                raise UserError(f"{location} holds one JSON object (keys {sorted(value)[:5]}), not a list of "
+                                f"rows; expected a JSON list of {{instruction, input, output, answer}} rows")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise UserError(f"{location} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}; "
+                        f"truncated?); expected a JSON list of {{instruction, input, output, answer}} rows") from None
+
+
+def read_rows(location: str, required: tuple[str, ...] = ("instruction", "answer")) -> list[dict[str, Any]]:
+    """A JSON list (or JSON lines) of {instruction, input, output, answer} rows from a path or URL; every row must
+    be an object with the ``required`` keys (training: instruction, output; testing: instruction, answer)."""
+    rows = _parse_rows(location, _read_text(location))
     if not rows:
         raise UserError(f"{location} holds no rows")
-    for row in rows:
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise UserError(f"{location}: row {index} is {type(row).__name__} {str(row)[:40]!r}, not an object; "
+                            f"expected a JSON list of {{instruction, input, output, answer}} rows")
         missing = [key for key in required if key not in row]
         if missing:
-            raise UserError(f"{location}: a row lacks {missing}; expected instruction, input, output, answer")
+            raise UserError(f"{location}: row {index} lacks {missing}; expected instruction, input, output, answer")
     return rows
+
+
+def check_golds(name: str, location: str, rows: list[dict[str, Any]]) -> None:
+    """Every gold answer of a test set must be scorable: a number for the math sets (their float(label),
+    evaluate.py L109-110), a letter A-E for AQuA, one of the label words for the commonsense sets."""
+    for index, row in enumerate(rows):
+        gold = str(_answer(row.get("answer", ""))).strip()
+        if name == "AQuA":
+            ok, expected = gold in tuple("ABCDE"), "a letter A-E"
+        elif name in metrics.COMMONSENSE_DATASETS:  # a label word is exactly what the metric extracts from it
+            ok, expected = metrics.extract_commonsense_answer(name, gold) == gold, "a label word of the dataset"
+        else:
+            ok, expected = _is_number(gold), "a number"
+        if not ok:
+            raise UserError(f"{location}: row {index} has gold answer {gold!r}, which is not {expected} ({name})")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))  # the metric drops commas too (metrics.is_math_correct)
+    except ValueError:
+        return False
+    return True
+
+
+def validate(task: TaskSpec) -> None:
+    """Everything about the data that can be refused before a run folder exists: options, test-set names, every
+    file's shape and keys, the test sets' gold answers, a hold-out that leaves training rows."""
+    options = _options(task)
+    chosen = selected_test_sets(task)
+    size = options["val_set_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise UserError(f"task.options.val_set_size must be an integer >= 0 (0: no hold-out), got {size!r}")
+    if task.source == "sample":
+        n_train = len(sample_splits(task)[task.train_split])
+    else:
+        n_train = len(read_rows(_location(task, task.train_split, True), ("instruction", "output")))
+        for name in chosen.values():
+            location = _location(task, name, False)
+            check_golds(name, location, read_rows(location, ("instruction", "answer")))
+    if size >= n_train:
+        raise UserError(f"task.options.val_set_size={size} leaves no training rows ({n_train} in "
+                        f"{task.train_split}); use a smaller value or 0")
 
 
 def _answer(value: Any) -> Any:
@@ -149,13 +260,27 @@ def load_raw(task: TaskSpec, sample_splits=None, seed: int = 0) -> datasets.Data
 
 
 def apply_protocol(task: TaskSpec, raw: datasets.DatasetDict, protocol: str, seed: int) -> task_data.Splits:
-    """Train on the training set, report every selected test set once at the end: the LLM-Adapters setup has
-    no model selection, so both protocols are the same here (recorded)."""
+    """LLM-Adapters' protocol under both protocols (recorded): ``options.val_set_size`` training rows held out
+    (seed 42, as theirs), their loss evaluated every trainer.eval_every steps and the lowest-loss checkpoint kept
+    (their load_best_model_at_end with no metric, L292); 0: no hold-out, the final model. Every selected test
+    set is reported once, at the end."""
+    options = _options(task)
     test = {alias: raw[name] for alias, name in selected_test_sets(task).items()}
-    splits = task_data.Splits(train=raw[task.train_split], dev={}, test=test,
-                              notes={"selection": "none (fixed schedule, final model)", "report": "test sets",
-                                     "train_on_inputs": bool(_options(task)["train_on_inputs"])})
+    train, dev = raw[task.train_split], {}
+    size = int(options["val_set_size"] or 0)
+    notes: dict[str, Any] = {"selection": "none (fixed schedule, final model)", "report": "test sets",
+                             "train_on_inputs": bool(options["train_on_inputs"]), "val_set_size": size}
+    if size:  # validate() refused a hold-out as large as the training set
+        held = train.train_test_split(test_size=size, shuffle=True, seed=VAL_SPLIT_SEED)
+        train, dev = held["train"], {"validation": held["test"]}
+        notes["selection"] = f"lowest loss on {size} held-out training rows (split seed {VAL_SPLIT_SEED})"
+    splits = task_data.Splits(train=train, dev=dev, test=test, notes=notes)
     return task_data._cap(splits, task, seed)
+
+
+def dev_selection(task: TaskSpec) -> tuple[str, bool]:
+    """What the loop selects the reported checkpoint on, and whether greater is better: the held-out loss."""
+    return "eval_loss", False
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -199,11 +324,12 @@ def _math_row(name: str, rng: random.Random) -> dict[str, Any]:
 
 
 def sample_splits(task: TaskSpec, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
-    """The training set (rows of every test set's format) and 8 rows per test set, in the LLM-Adapters schema."""
+    """The training set (192 rows of every test set's format: room for the 120-row hold-out) and 8 rows per test
+    set, in the LLM-Adapters schema."""
     rng = random.Random(seed)
     names = list(task.eval_splits.values())
     make = _math_row if set(names) <= set(metrics.MATH_DATASETS) else _commonsense_row
-    splits = {task.train_split: [make(names[i % len(names)], rng) for i in range(64)]}
+    splits = {task.train_split: [make(names[i % len(names)], rng) for i in range(192)]}
     for name in names:
         splits[name] = [make(name, rng) for _ in range(8)]
     return splits
@@ -238,23 +364,27 @@ def _training_features(ids: list[int], prompt_length: int, cutoff: int, eos: int
 def encode_example(tokenizer, row: dict[str, Any], cutoff: int, train_on_inputs: bool) -> dict[str, list[int]]:
     """Prompt + output + EOS, cut at ``cutoff`` tokens; labels are the ids with -100 on the prompt tokens unless
     ``train_on_inputs``."""
-    user = prompt(row["instruction"], row.get("input"))
-    full, prompt_ids = _encode(tokenizer, [user + row["output"], user])
+    user = train_prompt(row["instruction"], row.get("input"))
+    full, prompt_ids = _encode(tokenizer, [train_prompt(row["instruction"], row.get("input"), row["output"]), user])
     return _training_features(full, len(prompt_ids), cutoff, tokenizer.eos_token_id, train_on_inputs)
 
 
 def tokenize(task: TaskSpec, dataset, tokenizer, train: bool = True):
-    """Training rows: input_ids / attention_mask / labels. Evaluation rows: the prompt's input_ids /
-    attention_mask, and the EVAL_COLUMNS evaluate() reads."""
+    """Training rows, and the held-out validation rows (from the training file: scored by their loss):
+    input_ids / attention_mask / labels. Test rows: the evaluation prompt's input_ids / attention_mask, and
+    the EVAL_COLUMNS evaluate() reads."""
     train_on_inputs = bool(_options(task)["train_on_inputs"])
+    as_training = train or (len(dataset) > 0 and set(dataset["dataset"]) == {task.train_split})
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        prompts = [prompt(i, x) for i, x in zip(batch["instruction"], batch["input"], strict=True)]
-        prompt_ids = _encode(tokenizer, prompts)
-        if not train:
+        pairs = list(zip(batch["instruction"], batch["input"], strict=True))
+        if not as_training:
+            prompt_ids = _encode(tokenizer, [eval_prompt(i, x) for i, x in pairs])
             return {"input_ids": prompt_ids, "attention_mask": [[1] * len(ids) for ids in prompt_ids],
                     "dataset": batch["dataset"], "instruction": batch["instruction"], "gold": batch["answer"]}
-        full = _encode(tokenizer, [p + output for p, output in zip(prompts, batch["output"], strict=True)])
+        prompt_ids = _encode(tokenizer, [train_prompt(i, x) for i, x in pairs])
+        full = _encode(tokenizer, [train_prompt(i, x, output)
+                                   for (i, x), output in zip(pairs, batch["output"], strict=True)])
         rows = [_training_features(ids, len(head), task.max_length, tokenizer.eos_token_id, train_on_inputs)
                 for ids, head in zip(full, prompt_ids, strict=True)]
         return {key: [row[key] for row in rows] for key in ("input_ids", "attention_mask", "labels")}
@@ -303,13 +433,16 @@ def generate(model, dataloader, tokenizer, accelerator, generation: dict[str, An
         output = output[:, batch["input_ids"].shape[1]:]  # left padding: the new tokens start here for every row
         output = accelerator.pad_across_processes(output, dim=1, pad_index=tokenizer.pad_token_id)
         output = accelerator.gather_for_metrics(output)
-        texts.extend(text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True))
+        texts.extend(cut_response(text) for text in tokenizer.batch_decode(output, skip_special_tokens=True))
     return texts
 
 
 def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_dir=None) -> dict[str, float]:
     """Accuracy (x100) of one test set. Keys are ``<dataset>/accuracy`` when the run evaluates one test set;
-    with several, the suite prefixes the plain ``accuracy`` with each test set's alias."""
+    with several, the suite prefixes the plain ``accuracy`` with each test set's alias. The held-out validation
+    rows (they carry labels) give their mean loss instead: ``{"eval_loss": ...}`` (the HF Trainer's name)."""
+    if "labels" in dataloader.dataset.column_names:
+        return {"eval_loss": validation_loss(model, dataloader, accelerator)}
     options = _options(task)
     generations = generate(model, dataloader, tokenizer, accelerator, dict(options["generation"]))
     rows = dataloader.dataset.select_columns(list(EVAL_COLUMNS)).to_list()
@@ -329,6 +462,18 @@ def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_d
     if len(selected_test_sets(task)) == 1:
         return {f"{name}/{key}": value for key, value in scores.items()}
     return scores
+
+
+@torch.no_grad()
+def validation_loss(model, dataloader, accelerator) -> float:
+    """Mean of the batches' losses weighted by their rows, as the HF Trainer's eval_loss (each batch's loss
+    repeated batch-size times, gathered, averaged)."""
+    model.eval()
+    losses = []
+    for batch in dataloader:
+        loss = model(**batch).loss.detach().float()
+        losses.append(accelerator.gather_for_metrics(loss.repeat(batch["input_ids"].shape[0])))
+    return float(torch.cat(losses).mean())
 
 
 def _write_predictions(path: Path, name: str, lines: list[dict[str, Any]]) -> None:
