@@ -63,13 +63,26 @@ def initialise(adapter: Bottleneck, config: BaselineConfig) -> None:
             nn.init.zeros_(linear.bias)
 
 
+class WrapsBaseLayer(nn.Module):
+    """A module wrapping a frozen ``base_layer``: attributes it lacks (weight, in_features, ...) are the base layer's,
+    so code that inspects the layer sees the layer it replaced."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_layer":
+                raise
+            return getattr(self.base_layer, name)
+
+
 class Slot:
     """Carries a tensor from one module's forward to another's; plain object, so no module is registered twice."""
 
     value: torch.Tensor | None = None
 
 
-class AdapterLayer(nn.Module):
+class AdapterLayer(WrapsBaseLayer):
     """A frozen Linear with an adapter after it (``sequential``: h + adapter(h)) or beside it (``parallel``:
     h + adapter(x), x being this layer's input or, with a ``source`` slot, another module's input)."""
 
@@ -94,19 +107,12 @@ class AdapterLayer(nn.Module):
                 raise RuntimeError("parallel adapter: the FFN input was not recorded before its output layer ran")
         return h + self.adapter(inputs).to(h.dtype)
 
-    def __getattr__(self, name: str):  # weight, in_features, ...: code that inspects the layer sees the base layer's
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "base_layer":
-                raise
-            return getattr(self.base_layer, name)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}, from_ffn_input={self._source is not None}"
 
 
-class InputTap(nn.Module):
+class InputTap(WrapsBaseLayer):
     """A frozen Linear that records its input for the parallel adapter at the end of its block."""
 
     def __init__(self, base_layer: nn.Module, slot: Slot):
@@ -118,10 +124,3 @@ class InputTap(nn.Module):
         self._slot.value = x
         return self.base_layer(x)
 
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "base_layer":
-                raise
-            return getattr(self.base_layer, name)

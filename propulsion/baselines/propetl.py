@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from propulsion.baselines.layers import Bottleneck
+from propulsion.baselines.layers import Bottleneck, WrapsBaseLayer
 
 MASK_NAME = re.compile(r"\.(down_scores|up_scores|lora_A_scores|lora_B_scores|mask_scores\.\d+)$")
 PROTOTYPES = "baseline_prototypes"  # the root ModuleDict holding the shared prototypes
@@ -59,7 +59,7 @@ class _Ref:
         self.module = module
 
 
-class MaskedAdapterLayer(nn.Module):
+class MaskedAdapterLayer(WrapsBaseLayer):
     """A frozen Linear followed by the shared adapter prototype, its weights masked by this layer's masks."""
 
     def __init__(self, base_layer: nn.Module, prototype: Bottleneck, density: float):
@@ -77,13 +77,6 @@ class MaskedAdapterLayer(nn.Module):
                                          binary_mask(self.up_scores, self.density))
         return h + adapter.to(h.dtype)
 
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "base_layer":
-                raise
-            return getattr(self.base_layer, name)
 
 
 class LoraPrototype(nn.Module):
@@ -97,7 +90,7 @@ class LoraPrototype(nn.Module):
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
 
 
-class MaskedLoraLayer(nn.Module):
+class MaskedLoraLayer(WrapsBaseLayer):
     """W x + (alpha / r) (B ⊙ M_B)(A ⊙ M_A) x with the shared A, B and this layer's masks."""
 
     def __init__(self, base_layer: nn.Linear, prototype: LoraPrototype, density: float, scaling: float):
@@ -117,13 +110,6 @@ class MaskedLoraLayer(nn.Module):
         b = proto.lora_B * binary_mask(self.lora_B_scores, self.density)
         return h + (F.linear(F.linear(x.float(), a), b) * self.scaling).to(h.dtype)
 
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "base_layer":
-                raise
-            return getattr(self.base_layer, name)
 
 
 class MaskedPrefixEncoder(nn.Module):
