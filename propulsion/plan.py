@@ -138,7 +138,7 @@ def protocol_sizes(spec: RunSpec, sizes: dict[str, int]) -> tuple[int, int, int]
 
 
 def evaluation_passes(steps: int, eval_every: int, has_dev: bool) -> int:
-    """The loop evaluates on dev every eval_every optimizer steps and always at the last step."""
+    """The loop evaluates on dev every eval_every optimizer steps of a round and always at its last step."""
     if not has_dev:
         return 0
     return steps // eval_every + (steps % eval_every != 0)
@@ -179,8 +179,10 @@ def plan_job(overrides: list[str], spec: RunSpec, gpu: str, num_gpus: int = 1) -
     trainer = spec.trainer.with_task_defaults(spec.task)
     sizes, approximate = split_sizes(spec)
     train_rows, dev_rows, report_rows = protocol_sizes(spec, sizes)
-    steps = training.total_steps(train_rows, trainer, num_gpus)
-    passes = evaluation_passes(steps, trainer.eval_every, dev_rows > 0)
+    rounds = 1 + trainer.restarts  # each restart is one more Trainer.train()-like round of the same length
+    round_steps = training.total_steps(train_rows, trainer, num_gpus)
+    steps = round_steps * rounds
+    passes = evaluation_passes(round_steps, trainer.eval_every, dev_rows > 0) * rounds
     trainable, total, non_embedding, config = meta_counts(spec)
 
     task = spec.task.name

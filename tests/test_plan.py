@@ -22,16 +22,19 @@ def _only(jobs_and_broken):
 
 @pytest.mark.parametrize("protocol", ["paper", "heldout"])
 def test_plan_counts_equal_a_real_glue_run(tmp_path, protocol):
-    # 50 train rows, batch 8: 7 steps an epoch, 21 in all; evaluations at 7, 14 and 21.
+    # 50 train rows, batch 8: 7 steps an epoch, 21 a round; evaluations at 7, 14 and 21; the held-out run restarts
+    # once from its best model (a second round: 42 steps, 6 evaluations).
     data = write_glue(tmp_path / "data", "rte", n_train=50, n_eval=20)
-    overrides = ["model=tiny-roberta", "task=rte", f"task.data_dir={data}", f"protocol={protocol}", *TINY_TRAINER]
+    rounds = 2 if protocol == "heldout" else 1
+    overrides = ["model=tiny-roberta", "task=rte", f"task.data_dir={data}", f"protocol={protocol}", *TINY_TRAINER,
+                 f"trainer.restarts={rounds - 1}"]
     planned = _only(plan.plan(overrides))
     result = run_cli(*overrides, f"output_root={tmp_path / 'runs'}", "save_adapter=false")
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = records_under(tmp_path / "runs")
     assert planned.train_rows == record["data"]["sizes"]["train"] == 50
-    assert planned.steps == record["train"]["steps"] == 21
-    assert planned.evaluation_passes == len(record["evaluations"]) == 3
+    assert planned.steps == record["train"]["steps"] == 21 * rounds
+    assert planned.evaluation_passes == len(record["evaluations"]) == 3 * rounds
     dev = sum(v for k, v in record["data"]["sizes"].items() if k.startswith("dev/"))
     test = sum(v for k, v in record["data"]["sizes"].items() if k.startswith("test/"))
     assert (planned.eval_rows, planned.report_rows) == (dev, test) == ((10, 10) if protocol == "heldout" else (20, 0))
@@ -57,6 +60,13 @@ def test_hub_sizes_give_the_papers_step_counts():
     assert (job.train_rows, job.steps, job.evaluation_passes, job.eval_rows) == (2490, 2340, 24, 277)
     assert (job.trainable, job.total) == (86_018, 124_733_188)
     assert job.fits
+
+
+def test_restarts_are_rounds_of_the_same_length():
+    # CoLA under trainer=authors (cola.ipynb): 8,551 rows, batch 32 -> 268 steps an epoch, 7 epochs = 1,876 steps a
+    # round, evaluated every 100 steps and at the round's end (19 passes), trained twice (restarts=1).
+    job = _only(plan.plan(["model=roberta-base", "task=cola", "method=propulsion", "trainer=authors"]))
+    assert (job.steps, job.evaluation_passes) == (2 * 1876, 2 * 19)
 
 
 def test_a_sweep_expands_like_hydra_and_counts_once_per_configuration():
