@@ -134,8 +134,12 @@ def check_targets(model_config, spec: MethodSpec, model_kind: str) -> None:
 
     if spec.kind not in ("propulsion", "peft") or spec.targets in (None, "all"):
         return
-    with torch.device("meta"):
-        model = auto_class(model_kind).from_config(model_config)
+    try:
+        with torch.device("meta"):
+            model = auto_class(model_kind).from_config(model_config)
+    except ValueError as error:  # transformers: this architecture has no head of that kind (BERT for seq2seq)
+        raise UserError(f"model type {model_config.model_type!r} cannot be built as a {model_kind} model: "
+                        f"{str(error).splitlines()[0]}") from None
     resolved = _resolve(model, spec.targets)
     # Logical names were resolved against the model already; what is left to check is the patterns.
     modules = {name for name, _ in model.named_modules()}

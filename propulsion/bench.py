@@ -103,14 +103,13 @@ def forward_operations(run_forward: Callable[[], Any]) -> int:
 
 def method_spec(name: str) -> MethodSpec:
     """The suite's method YAML (conf/method/<name>.yaml) as a MethodSpec, with the paper's SST-2 degree."""
-    from omegaconf import OmegaConf
+    from propulsion.selection import beside_task
 
     fields = yaml.safe_load((CONF_METHODS / f"{name}.yaml").read_text())
     if fields.get("kind") == "propulsion":
         fields["degree"] = DEGREE
     # Method files read a task's own settings through ${oc.select:task...}: SST-2 has none, so their defaults.
-    fields = OmegaConf.to_container(OmegaConf.create({"task": {}, "method": fields}), resolve=True)["method"]
-    return MethodSpec(**fields)
+    return MethodSpec(**beside_task(fields, {}))
 
 
 def build(name: str, base: torch.nn.Module, total_steps: int = TOTAL_STEPS) -> Contender:

@@ -24,12 +24,15 @@ def run_dir_for(spec: RunSpec, run_id: str) -> Path:
     return Path(spec.output_root) / name
 
 
-def validate(spec: RunSpec):
-    """Everything that can be checked before loading weights or writing anything; returns the task family."""
+def validate(spec: RunSpec, load: bool = True):
+    """Everything that can be checked before loading weights or writing anything; returns the task family.
+    ``load=False``: only what the configs say (no data file read, no model built on the meta device)."""
     adapt.validate(spec.method)
     family = get_family(spec.task.family)
     if hasattr(family, "validate"):  # options, test-set names, data files, gold answers (reasoning)
-        family.validate(spec.task)
+        family.validate(spec.task, read_data=load)
+    if not load:
+        return family
     try:  # target patterns, on the model built from its config on the meta device
         config = models.load_config(spec.model, **family.model_overrides(spec.task))
     except UserError:
@@ -154,7 +157,7 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         "adapter": adapter,
         "model_config_overrides": overrides,
         "method_details": {**prepared.details, **method_summary},
-        "data": {**splits.notes, "files": task_data.file_provenance(task)},
+        "data": {**splits.notes, "files": getattr(family, "file_provenance", task_data.file_provenance)(task)},
         "model_files": models.provenance(spec.model),  # the real checkpoint a number came from
     }
 

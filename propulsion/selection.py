@@ -77,13 +77,25 @@ def deviations(config: dict[str, Any], table: str = "", ignore: tuple[str, ...] 
     return sorted(k for k, v in wanted.items() if k not in ignore and method.get(k, v) != v)
 
 
+TASK_READ = re.compile(r"\$\{oc\.select:task\.([\w.]+)(?:,(.*))?\}")
+
+
 def beside_task(settings: dict[str, Any], task: dict[str, Any] | None) -> dict[str, Any]:
     """A conf/ file's settings as Hydra composes them next to a record's task: method and trainer files read task
-    values through ${oc.select:task...} (reasoning: LLM-Adapters' LoRA and schedule; GLUE: the defaults)."""
-    from omegaconf import OmegaConf
+    values as ``${oc.select:task.<path>,<default>}`` (reasoning: LLM-Adapters' LoRA and schedule; GLUE: the
+    defaults). Resolved here by that one rule, so the tables need no OmegaConf (only run.py touches it)."""
+    def resolve(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: resolve(item) for key, item in value.items()}
+        match = TASK_READ.fullmatch(value) if isinstance(value, str) else None
+        if not match:
+            return value
+        node: Any = task or {}
+        for part in match.group(1).split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node if node is not None else yaml.safe_load(match.group(2) or "null")
 
-    composed = OmegaConf.create({"task": task or {}, "settings": settings})
-    return OmegaConf.to_container(composed, resolve=True)["settings"]
+    return resolve(settings)
 
 
 def trainer_preset(config: dict[str, Any]) -> str | None:

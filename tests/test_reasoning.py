@@ -47,7 +47,7 @@ def write_layout(root: Path, train: str, train_row: dict, tests: dict[str, dict]
     return root
 
 
-TABLE3_METHODS = ["adalora", "lora", "prefix", "propulsion"]
+TABLE3_METHODS = ["adalora", "lora", "parallel", "prefix", "propulsion"]
 # LoRA as LLM-Adapters ran it on the tiny models (hidden 32, intermediate 128 for BLOOM/GPT-J, 64 for tiny LLaMA,
 # 2 layers), r=32: r x (in + out) per module. LLaMA q,k,v: 3 x 32 x (32+32); up, down: 2 x 32 x (32+64).
 # BLOOM query_key_value: 32 x (32+96); dense_h_to_4h, dense_4h_to_h: 2 x 32 x (32+128). GPT-J q,k,v: 3 x 32 x 64;

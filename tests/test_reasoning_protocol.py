@@ -163,7 +163,7 @@ def test_every_table3_job_composes_and_lora_is_theirs_on_each_llm():
     experiments = REPO / "experiments"
     params = OmegaConf.load(experiments / "table3_reasoning.yaml").hydra.sweeper.params
     grid = list(itertools.product(*(str(value).split(",") for value in params.values())))
-    assert len(grid) == 4 * 2 * 4
+    assert len(grid) == 4 * 2 * 5  # models x tasks x methods (prefix, adalora, lora, parallel, propulsion)
     with initialize_config_dir(config_dir=str(experiments), version_base="1.3"):
         for job in grid:
             job_overrides = [f"{key}={value}" for key, value in zip(params, job, strict=True)]

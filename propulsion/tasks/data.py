@@ -67,13 +67,16 @@ def task_files(task: TaskSpec, wanted: list[str]) -> dict[str, str]:
     return {split: str(files[split]) for split in wanted}
 
 
-def file_provenance(task: TaskSpec) -> dict[str, dict[str, Any]] | None:
+def file_provenance(task: TaskSpec, locations: dict[str, str] | None = None) -> dict[str, dict[str, Any]] | None:
     """For local files: split -> {path, bytes, sha256}, so a record names the exact data it was trained and
-    scored on (a URL gets its address only). None for hub and sample data (the hub id and revision say it)."""
+    scored on (a URL gets its address only). None for hub and sample data (the hub id and revision say it).
+    ``locations``: split -> path where a family lays its files out its own way (reasoning: LLM-Adapters' tree)."""
     if task.source != "files":
         return None
     provenance: dict[str, dict[str, Any]] = {}
-    for split, location in task_files(task, [task.train_split, *task.eval_splits.values()]).items():
+    if locations is None:
+        locations = task_files(task, [task.train_split, *task.eval_splits.values()])
+    for split, location in locations.items():
         if "://" in location:
             provenance[split] = {"path": location, "bytes": None, "sha256": None}
             continue

@@ -19,8 +19,9 @@ from propulsion.tasks import samples
 MODEL_KIND = "sequence-classification"
 
 
-def validate(task: TaskSpec) -> None:
-    """The task's metrics exist and fit its labels; raised before anything is loaded or written."""
+def validate(task: TaskSpec, read_data: bool = True) -> None:
+    """The task's metrics exist and fit its labels; raised before anything is loaded or written. (Nothing is read:
+    ``read_data`` is the family interface's, see propulsion/tasks/__init__.py.)"""
     if not task.metrics:
         raise UserError(f"task {task.name!r} lists no metrics; set task.metrics to some of: "
                         f"{', '.join(metrics.CLASSIFICATION_METRICS)}")

@@ -136,6 +136,14 @@ def _location(task: TaskSpec, split: str, train: bool) -> str:
     return f"{_options(task)['base_url'].rstrip('/')}/{relative}"
 
 
+def file_provenance(task: TaskSpec) -> dict[str, dict[str, Any]] | None:
+    """The record's data files (path, bytes, sha256) where this run read them: the training file and the test
+    sets it evaluates, laid out as LLM-Adapters lays them out."""
+    locations = {task.train_split: _location(task, task.train_split, train=True)}
+    locations |= {name: _location(task, name, train=False) for name in selected_test_sets(task).values()}
+    return task_data.file_provenance(task, locations)
+
+
 _DOWNLOADED: dict[str, str] = {}  # URL -> text: validation and loading read a file once per process
 
 
@@ -213,14 +221,17 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def validate(task: TaskSpec) -> None:
+def validate(task: TaskSpec, read_data: bool = True) -> None:
     """Everything about the data that can be refused before a run folder exists: options, test-set names, every
-    file's shape and keys, the test sets' gold answers, a hold-out that leaves training rows."""
+    file's shape and keys, the test sets' gold answers, a hold-out that leaves training rows (``read_data=False``:
+    the options and names only, nothing read)."""
     options = _options(task)
     chosen = selected_test_sets(task)
     size = options["val_set_size"]
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise UserError(f"task.options.val_set_size must be an integer >= 0 (0: no hold-out), got {size!r}")
+    if not read_data:
+        return
     if task.source == "sample":
         n_train = len(sample_splits(task)[task.train_split])
     else:
