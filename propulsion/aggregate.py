@@ -122,7 +122,20 @@ NOTES = {
                "the notebooks show) and `paper` (§4.2's text) both count as the paper's protocol here; Propulsion "
                "rows take `authors` runs first. The notes below name the preset of every filled cell whose "
                "records say.",
-               "MNLI-m is MNLI matched; our records also hold mismatched/accuracy."],
+               "MNLI-m is MNLI matched; our records also hold mismatched/accuracy.",
+               "Adapter baselines' #TPs (docs/baselines.md): Adapterˢ, the paper counts the adapters alone "
+               "(He et al.'s Houlsby config, bottleneck 200: 7,414,464 / 19,768,704, ours exactly); ours adds the "
+               "LayerNorms and head Houlsby trains. ProPETL adapter: equal. ProPETL LoRA: the paper's 1.77M / 4.19M "
+               "is per-layer LoRA r=32 + head (1,771,778 / 4,197,378), without the sharing; ours counts the shared "
+               "prototype once beside the masks. ProPETL prefix: the paper's 10.49M / 26.85M is plain unshared "
+               "prefix tuning (64 tokens, 512-wide MLP) + head, which no ProPETL configuration gives. MAM: no "
+               "prefix length and bottleneck reproduce 46.78M / 122.20M (He et al.'s prefix module builds three "
+               "prefix MLPs, about 46.2M on roberta-base, which may explain most of it).",
+               "Baselines' trainers: full FT and LoRA (roberta-base) run their sources' published settings "
+               "(trainer=sources: the RoBERTa GLUE grid; microsoft/LoRA's roberta_base_<task>.sh); prompt, prefix, "
+               "(IA)³, BitFit, AdaLoRA, LoRA on roberta-large and the adapter baselines run Propulsion's trainer "
+               "(trainer=paper), since no published RoBERTa GLUE settings are encoded for them; the paper's numbers "
+               "for those rows come from the cited sources' own runs."],
     "table2": ["#TPs: ours are counted with Table 1's method settings (conf/method/, r=8 on query and value, 20 "
                "virtual tokens, the task head trained where the model has one: qa_outputs on DeBERTa, none on "
                "BART, whose lm_head is tied to the embeddings). They differ from the paper's on 19 of 20 rows; "
