@@ -306,7 +306,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config_dir = args.config_dir
     if config_dir is None and args.config_name != "config":
-        config_dir = str(Path(__file__).resolve().parent.parent / "experiments")
+        from propulsion.resources import EXPERIMENTS_DIR  # the checkout's experiments/, or the packaged copy
+
+        config_dir = str(EXPERIMENTS_DIR)
     try:
         jobs, broken = plan(args.overrides, args.config_name, config_dir, args.gpu, args.num_gpus)
     except UserError as error:

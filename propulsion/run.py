@@ -88,6 +88,22 @@ def expand_jobs(overrides: list[str], config_name: str = "config",
     The sweep's values are the config's ``hydra.sweeper.params`` with the command line's own ``a=x,y`` on top, and
     the jobs are their product in the basic sweeper's order (the first key varies slowest). A search sweeper's
     distributions (optuna) are not jobs that can be listed: one line says so."""
+    from hydra.errors import HydraException
+
+    folder = Path(config_dir or CONF_DIR)
+    if not (folder / f"{config_name}.yaml").exists():
+        valid = sorted(path.stem for path in folder.glob("*.yaml"))
+        raise UserError(f"unknown config {config_name!r} in {folder}; valid choices: {', '.join(valid)}")
+    problem = check_choices([*overrides, *(["--config-dir", str(config_dir)] if config_dir else [])])
+    if problem:
+        raise UserError(problem.removeprefix("error: "))
+    try:
+        return _compose_jobs(overrides, config_name, config_dir)
+    except HydraException as error:  # a key the config lacks, a malformed override: Hydra's first line
+        raise UserError(str(error).strip().splitlines()[0]) from None
+
+
+def _compose_jobs(overrides: list[str], config_name: str, config_dir: str | Path | None):
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 

@@ -98,3 +98,15 @@ def test_unknown_gpu_and_unknown_sizes_are_one_line():
                                                                                      "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
     assert "unknown --gpu 'v100'" in result.stderr
+
+
+@pytest.mark.parametrize("overrides, config_name, message", [
+    ([], "nope", r"unknown config 'nope' in .*experiments; valid choices: fig10_vectors"),
+    (["method=nope"], "config", r"unknown method 'nope'; valid choices: adalora, adapter_s"),
+    (["task.nokey=3"], "config", r"Could not override 'task.nokey'"),
+])
+def test_a_bad_experiment_name_group_or_key_is_one_line(overrides, config_name, message):
+    config_dir = str(REPO / "experiments") if config_name != "config" else None
+    with pytest.raises(UserError, match=message) as caught:
+        plan.plan(overrides, config_name, config_dir)
+    assert "\n" not in str(caught.value)
