@@ -93,7 +93,9 @@ def split_sizes(spec: RunSpec) -> tuple[dict[str, int], bool]:
         rows = get_family(task.family).sample_splits(task, seed=0)
         return {name: len(rows[name]) for name in wanted}, False
     if task.source == "files":
-        return {name: _rows_in_file(_local_file(task, name)) for name in wanted}, False
+        from propulsion.tasks.data import task_files  # the loader's own rule for where a split's file is
+
+        return {name: _rows_in_file(Path(location)) for name, location in task_files(task, wanted).items()}, False
     known = HUB_SIZES.get((task.dataset, task.dataset_config))
     missing = [name for name in wanted if not known or name not in known]
     if missing:
@@ -102,19 +104,9 @@ def split_sizes(spec: RunSpec) -> tuple[dict[str, int], bool]:
     return {name: known[name] for name in wanted}, any(name in APPROXIMATE for name in wanted)
 
 
-def _local_file(task, split: str) -> Path:
-    from propulsion.tasks.data import LOCAL_FORMATS
-
-    if task.data_files and split in task.data_files:
-        return Path(task.data_files[split])
-    candidates = [Path(task.data_dir or ".") / f"{split}{suffix}" for suffix in LOCAL_FORMATS]
-    found = next((path for path in candidates if path.exists()), None)
-    if found is None:
-        raise UserError(f"no local file for split {split!r} under {task.data_dir!r}")
-    return found
-
-
 def _rows_in_file(path: Path) -> int:
+    if not path.exists():
+        raise UserError(f"no file {str(path)!r} to count rows in; check task.data_dir / task.data_files")
     if path.suffix == ".jsonl":
         with path.open("rb") as handle:
             return sum(1 for line in handle if line.strip())
