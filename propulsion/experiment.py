@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from propulsion import adapt, models, records, training
+from propulsion import adapt, dev_evaluation, models, records, training
 from propulsion.specs import RunSpec, UserError
 from propulsion.tasks import data as task_data
 from propulsion.tasks import get_family
@@ -29,6 +29,7 @@ def validate(spec: RunSpec, load: bool = True):
     ``load=False``: only what the configs say (no data file read, no model built on the meta device)."""
     adapt.validate(spec.method)
     family = get_family(spec.task.family)
+    dev_evaluation.check(spec.task, family)
     if hasattr(family, "validate"):  # options, test-set names, data files, gold answers (reasoning)
         family.validate(spec.task, read_data=load)
     if not load:
@@ -59,7 +60,7 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    trainer = spec.trainer.with_task_defaults(spec.task)
+    trainer = dev_evaluation.trainer_for(spec.trainer.with_task_defaults(spec.task), spec.task.evaluation)
     _forget_previous_job_state()
     accelerator = Accelerator(mixed_precision=trainer.precision,
                               gradient_accumulation_steps=trainer.gradient_accumulation_steps)
@@ -103,10 +104,20 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
     # A family may define its own split logic (reasoning: no dev set, several test sets).
     apply_protocol = getattr(family, "apply_protocol", task_data.apply_protocol)
     splits = apply_protocol(task, raw, spec.protocol, spec.seed)
+    schedule = task.evaluation
     with accelerator.main_process_first():  # one process tokenises and caches, the others reuse it
         train_set = family.tokenize(task, splits.train, tokenizer, train=True)
         dev_sets = {alias: family.tokenize(task, d, tokenizer, train=False) for alias, d in splits.dev.items()}
         test_sets = {alias: family.tokenize(task, d, tokenizer, train=False) for alias, d in splits.test.items()}
+        # What the loop evaluates (task.evaluation): every dev row, or a fixed subset of the rows (of questions, for
+        # QA, before they become windows).
+        during_sets = dev_sets if not schedule.rows else {
+            alias: family.tokenize(task, dev_evaluation.subset(d, schedule), tokenizer, train=False)
+            for alias, d in splits.dev.items()}
+    grouped = bool(getattr(family, "GENERATES", False) and schedule.group_by_length)
+    if grouped:  # generation batches of similar lengths
+        dev_sets, test_sets, during_sets = ({alias: dev_evaluation.by_length(d) for alias, d in sets.items()}
+                                            for sets in (dev_sets, test_sets, during_sets))
 
     overrides = models.config_overrides(spec.model, family.model_overrides(task))
     model = models.load_model(spec.model, family.MODEL_KIND, overrides)
@@ -122,18 +133,22 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
     collate = family.collator(tokenizer)
     evaluate = partial(family.evaluate, task=task, tokenizer=tokenizer, accelerator=accelerator)
     # A family may select the reported checkpoint on something else than its main metric (reasoning: dev loss).
-    select_on, greater = family.dev_selection(task) if hasattr(family, "dev_selection") else (task.main_metric, True)
+    evaluate_during = (partial(evaluate, generation=schedule.generation) if schedule.during == "generate"
+                       else evaluate)
     result = training.train(
-        model=prepared.model, train_set=train_set, dev_sets=dev_sets, collate=collate, evaluate=evaluate,
-        main_metric=select_on, spec=trainer, seed=spec.seed, accelerator=accelerator, run_dir=run_dir,
-        log=tracker.log, hooks=prepared.hooks, resume=spec.resume, greater_is_better=greater,
+        model=prepared.model, train_set=train_set, dev_sets=during_sets, collate=collate, evaluate=evaluate_during,
+        main_metric=task.main_metric, spec=trainer, seed=spec.seed, accelerator=accelerator, run_dir=run_dir,
+        log=tracker.log, hooks=prepared.hooks, resume=spec.resume,
+        dev_metrics=dev_evaluation.computes_metrics(schedule),
     )
     # From here on the model is the reported one: the best dev checkpoint (the final model where there is none).
     training.load_trainable_state(accelerator.unwrap_model(prepared.model), result.best_state)
-    if test_sets:  # held-out protocol: the best dev checkpoint, evaluated once on the test split(s)
+    final = dev_evaluation.final_split(bool(test_sets), schedule)
+    final_sets = {"test": test_sets, "dev": dev_sets}.get(final, {})
+    if final:  # the reported model's one full evaluation: the test split(s), or all of dev after a cheap schedule
         # The final evaluation may write per-example predictions next to the record.
         evaluate_final = partial(evaluate, output_dir=run_dir if accelerator.is_main_process else None)
-        reported = training.evaluate_sets(prepared.model, test_sets, collate, evaluate_final, trainer, accelerator)
+        reported = training.evaluate_sets(prepared.model, final_sets, collate, evaluate_final, trainer, accelerator)
     else:
         reported = dict(result.best["metrics"])
     method_summary = prepared.hooks.summary() if prepared.hooks.summary else {}  # before saving: PEFT renames keys
@@ -147,6 +162,9 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         "best": {"step": result.best["step"], "value": result.best["value"]},
         "final": result.final,
         "evaluations": result.evaluations,
+        "evaluation": dev_evaluation.describe(
+            schedule, trainer, {alias: len(d) for alias, d in during_sets.items()}, final,
+            {alias: len(d) for alias, d in final_sets.items()}, task.options.get("generation"), grouped),
         "train_loss": result.train_loss,
         "train": {"steps": result.steps, "total_steps": result.total_steps,
                   "resumed_from_step": result.resumed_from_step, "num_processes": accelerator.num_processes,

@@ -69,8 +69,9 @@ class JobPlan:
     train_rows: int
     steps: int
     evaluation_passes: int
-    eval_rows: int  # rows in one pass over every dev split
-    report_rows: int  # rows evaluated once at the end on the reported split(s) (held-out protocols)
+    eval_rows: int  # rows in one mid-training evaluation (every dev split; a subset under task.evaluation.rows)
+    report_rows: int  # rows evaluated once, in full, at the end (test splits, or all of dev after a cheap schedule)
+    during: str  # task.evaluation.during
     train_tokens: int
     generated_tokens: int
     trainable: int
@@ -116,17 +117,23 @@ def _rows_in_file(path: Path) -> int:
 
 
 def protocol_sizes(spec: RunSpec, sizes: dict[str, int]) -> tuple[int, int, int]:
-    """(train rows, dev rows per evaluation pass, reported rows) after the run's protocol, computed by the task
-    family's own protocol code on index-only splits of the right sizes (so the rule is never written twice)."""
+    """(train rows, dev rows per mid-training evaluation, rows of the one full evaluation at the end) after the
+    run's protocol and evaluation schedule, computed by the task family's own protocol code on index-only splits of
+    the right sizes and by :mod:`propulsion.dev_evaluation` (so no rule is written twice)."""
     import datasets
 
+    from propulsion import dev_evaluation
     from propulsion.tasks import data as task_data
     from propulsion.tasks import get_family
 
     raw = datasets.DatasetDict({name: datasets.Dataset.from_dict({"idx": list(range(n))}) for name, n in sizes.items()})
     apply_protocol = getattr(get_family(spec.task.family), "apply_protocol", task_data.apply_protocol)
     splits = apply_protocol(spec.task, raw, spec.protocol, spec.seed)
-    return len(splits.train), sum(map(len, splits.dev.values())), sum(map(len, splits.test.values()))
+    schedule = spec.task.evaluation
+    during = dev_evaluation.rows_during({alias: len(d) for alias, d in splits.dev.items()}, schedule)
+    final = dev_evaluation.final_split(bool(splits.test), schedule)
+    final_rows = {"test": sum(map(len, splits.test.values())), "dev": sum(map(len, splits.dev.values()))}.get(final, 0)
+    return len(splits.train), sum(during.values()), final_rows
 
 
 def evaluation_passes(steps: int, eval_every: int, has_dev: bool) -> int:
@@ -175,6 +182,7 @@ def plan_job(overrides: list[str], spec: RunSpec, gpu: str, num_gpus: int = 1) -
     round_steps = training.total_steps(train_rows, trainer, num_gpus)
     steps = round_steps * rounds
     passes = evaluation_passes(round_steps, trainer.eval_every, dev_rows > 0) * rounds
+    schedule = spec.task.evaluation
     trainable, total, non_embedding, config = meta_counts(spec)
 
     task = spec.task.name
@@ -184,13 +192,17 @@ def plan_job(overrides: list[str], spec: RunSpec, gpu: str, num_gpus: int = 1) -
     train_tokens = examples_seen * (mean_tokens + target_tokens)
     generating = spec.task.family in GENERATING_FAMILIES
     generation = dict((spec.task.options or {}).get("generation") or {})
-    beams = int(generation.get("num_beams", 1) or 1)
-    evaluated_rows = passes * dev_rows + report_rows
-    generated = evaluated_rows * target_tokens * beams if generating else 0
+    beams = int(generation.get("num_beams", 1) or 1)  # the full evaluation's
+    # Mid-training evaluations generate unless they measure the loss (with their own, cheaper settings).
+    beams_during = int((generation | dict(schedule.generation)).get("num_beams", 1) or 1)
+    rows_generated_during = passes * dev_rows if generating and schedule.during != "loss" else 0
+    generated = (rows_generated_during * beams_during + report_rows * beams) * target_tokens if generating else 0
 
     full = spec.method.kind == "full"
     flops = train_tokens * (4 + 2 * full) * non_embedding  # forward 2N; backward 2N for inputs, +2N for weights
-    flops_eval = evaluated_rows * mean_tokens * 2 * non_embedding * (beams if generating else 1)
+    # Every evaluated row's input is read once per beam (a loss pass: once).
+    reads_during, reads_final = (beams_during if rows_generated_during else 1), (beams if generating else 1)
+    flops_eval = (passes * dev_rows * reads_during + report_rows * reads_final) * mean_tokens * 2 * non_embedding
     flops_generate = generated * 2 * non_embedding
     peaks = GPUS[gpu]
     sixteen_bit = trainer.precision in ("bf16", "fp16") or spec.model.dtype != "float32"
@@ -200,7 +212,7 @@ def plan_job(overrides: list[str], spec: RunSpec, gpu: str, num_gpus: int = 1) -
     memory = training_memory_gb(spec, trainer, config, trainable, total, mean_tokens + target_tokens)
     fits, launch = placement(memory, peaks["memory_gb"])
     return JobPlan(overrides, spec.model.name, task, spec.method.name, spec.seed, train_rows, steps, passes,
-                   dev_rows, report_rows, train_tokens, generated, trainable, total, memory,
+                   dev_rows, report_rows, schedule.during, train_tokens, generated, trainable, total, memory,
                    seconds * num_gpus / 3600, fits, launch, approximate)
 
 

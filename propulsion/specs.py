@@ -17,6 +17,9 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
               "inverse_sqrt")
 SELECT_ON = ("metric", "loss", "final")  # best by the task's metric, by dev loss (HF's default), or the last
 METHOD_KINDS = ("propulsion", "peft", "bitfit", "full", "baseline")
+# What a mid-training evaluation computes (task.evaluation.during): the family's whole evaluation on every dev row,
+# the dev loss only, or the family's evaluation with cheaper generation settings on a fixed subset of dev rows.
+EVALUATE_DURING = ("full", "loss", "generate")
 
 
 class UserError(Exception):
@@ -44,6 +47,24 @@ class ModelSpec:
             raise UserError(f"model {self.name!r} needs model.name_or_path (a hub id or a local directory)")
         if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise UserError(f"model.dropout must be a number in [0, 1) or null, got {self.dropout!r}")
+
+
+@dataclass
+class EvaluationSpec:
+    """When and how a run evaluates while it trains (``task.evaluation``). A generation task selects its checkpoint
+    on a cheap signal and runs its full generation evaluation (the paper's beams and lengths) once, on the selected
+    model, at the end; a classification task evaluates everything every time (``full``, the default)."""
+
+    during: str = "full"        # full | loss (dev loss; selects on it) | generate (`generation` on `rows` dev rows)
+    rows: int | None = None     # dev rows evaluated during training: a fixed subset (seeded by subset_seed); null: all
+    subset_seed: int = 0        # the subset is the same for every seed of a sweep, so runs select on the same rows
+    generation: dict[str, Any] = field(default_factory=dict)  # over task.options.generation (during=generate only)
+    group_by_length: bool = True  # generation batches of rows of similar length (generation families only)
+
+    def __post_init__(self) -> None:
+        _choice("task.evaluation.during", self.during, EVALUATE_DURING)
+        if self.rows is not None and (isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 1):
+            raise UserError(f"task.evaluation.rows must be an integer >= 1 or null, got {self.rows!r}")
 
 
 @dataclass
@@ -75,8 +96,14 @@ class TaskSpec:
     options: dict[str, Any] = field(default_factory=dict)
     # Per-method settings of the task's source (conf/method/*.yaml read them via oc.select); informational here.
     baselines: dict[str, Any] | None = None
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
 
     def __post_init__(self) -> None:
+        if isinstance(self.evaluation, dict):
+            try:
+                self.evaluation = EvaluationSpec(**self.evaluation)
+            except TypeError as error:
+                raise UserError(f"bad task.evaluation: {error}") from None
         if self.data_files or self.data_dir:
             self.source = "files"
         _choice("task.source", self.source, SOURCES)

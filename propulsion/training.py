@@ -81,11 +81,13 @@ def train(
     hooks: Hooks | None = None,
     resume: bool = True,
     greater_is_better: bool = True,
+    dev_metrics: bool = True,
 ) -> TrainResult:
+    """``dev_metrics=False``: an evaluation measures the dev loss only (task.evaluation.during=loss)."""
     loop = _Loop(model=model, train_set=train_set, collate=collate, evaluate=evaluate, spec=spec, seed=seed,
                  accelerator=accelerator, log=log, hooks=hooks or Hooks(),
                  selection=Selection(spec.select_on, main_metric, greater_is_better),
-                 checkpoint_dir=checkpoint.folder_for(run_dir))
+                 checkpoint_dir=checkpoint.folder_for(run_dir), dev_metrics=dev_metrics)
     loop.prepare(dev_sets)
     if resume:
         loop.resume()
@@ -111,6 +113,7 @@ class _Loop:
     hooks: Hooks
     selection: Selection
     checkpoint_dir: Path
+    dev_metrics: bool = True  # False: evaluations measure the dev loss only
     state: TrainState = field(default_factory=TrainState)
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the current round's best trainable tensors
     resumed_from: int | None = None
@@ -229,10 +232,10 @@ class _Loop:
 
     def _evaluate_and_select(self, round_: int, local: int, mean_loss: float) -> None:
         state, selection = self.state, self.selection
-        metrics = _evaluate_loaders(self.model, self.dev_loaders, self.evaluate)
-        # Dev loss on the first dev split (MNLI: matched), computed only when it selects the model.
+        metrics = _evaluate_loaders(self.model, self.dev_loaders, self.evaluate) if self.dev_metrics else {}
+        # Dev loss on the first dev split (MNLI: matched), computed only when it selects the model or is all there is.
         loss = (dev_loss(self.model, next(iter(self.dev_loaders.values())), self.accelerator)
-                if selection.on == "loss" else None)
+                if selection.on == "loss" or not self.dev_metrics else None)
         self.model.train()
         entry = {"step": state.step, "epoch": local / self.steps_per_epoch, "round": round_, "split": "dev",
                  "metrics": metrics}

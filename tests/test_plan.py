@@ -40,17 +40,34 @@ def test_plan_counts_equal_a_real_glue_run(tmp_path, protocol):
     assert (planned.eval_rows, planned.report_rows) == (dev, test) == ((10, 10) if protocol == "heldout" else (20, 0))
 
 
-def test_plan_counts_equal_a_real_generation_run(tmp_path):
-    # tiny-bart on the XSum sample: generation on dev at every evaluation; the plan counts those passes too.
+@pytest.mark.parametrize("during", ["generate", "loss"])
+def test_plan_counts_equal_a_real_generation_run(tmp_path, during):
+    # tiny-bart on the XSum sample (16 validation rows). XSum's schedule: greedy ROUGE on a fixed dev subset (5 rows
+    # here) at every evaluation, or the dev loss; then the selected model's one full 8-beam evaluation on all 16.
     overrides = ["model=tiny-bart", "task=xsum", "task.source=sample", "trainer=quick", "trainer.max_steps=6",
-                 "trainer.eval_every=4", "logger=none"]
+                 "trainer.eval_every=4", "logger=none", f"task.evaluation.during={during}", "task.evaluation.rows=5"]
     planned = _only(plan.plan(overrides))
     result = run_cli(*overrides, f"output_root={tmp_path / 'runs'}", "save_adapter=false")
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = records_under(tmp_path / "runs")
     assert planned.steps == record["train"]["steps"] == 6
     assert planned.evaluation_passes == len(record["evaluations"]) == 2  # steps 4 and 6 (the last)
-    assert planned.generated_tokens > 0
+    schedule = record["evaluation"]
+    assert (planned.eval_rows, planned.report_rows) == (schedule["dev_rows"]["validation"],
+                                                         schedule["final"]["rows"]["validation"]) == (5, 16)
+    assert schedule["final"]["split"] == "dev" and schedule["final"]["generation"]["num_beams"] == 8
+    full = 16 * plan.MEAN_TARGET_TOKENS["xsum"] * 8
+    if during == "generate":  # 2 greedy passes over 5 rows, then 8 beams over 16
+        assert schedule["generation_during"]["num_beams"] == 1 and schedule["selected_on"] == "metric"
+        assert planned.generated_tokens == 2 * 5 * plan.MEAN_TARGET_TOKENS["xsum"] + full
+    else:  # the loss selects; nothing is generated before the end
+        assert schedule["generation_during"] is None and schedule["selected_on"] == "loss"
+        assert all(e["metrics"] == {} and e["loss"] > 0 for e in record["evaluations"])
+        assert planned.generated_tokens == full
+    # The reported numbers are the full evaluation's, with its predictions for every dev row beside the record.
+    assert set(record["metrics"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+    predictions = (tmp_path / "runs" / record["run_dir"].split("/")[-1] / "predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == 16
 
 
 def test_hub_sizes_give_the_papers_step_counts():

@@ -75,8 +75,12 @@ def test_table3_sweep_every_method_on_each_tiny_family(tmp_path):
         assert record["status"] == "completed", record.get("error")
         assert record["data"]["train_on_inputs"] is True  # LLM-Adapters' default
         assert record["data"]["selection"] == "lowest loss on 2 held-out training rows (split seed 42)"
-        assert [e["step"] for e in record["evaluations"]] == [2] and "eval_loss" in record["evaluations"][0]["metrics"]
-        assert record["best"] == {"step": 2, "value": record["evaluations"][0]["metrics"]["eval_loss"]}
+        # The held-out rows are scored by their loss only (task.evaluation.during=loss), never generated on.
+        (evaluation,) = record["evaluations"]
+        assert evaluation["step"] == 2 and evaluation["metrics"] == {} and evaluation["loss"] > 0
+        assert record["best"] == {"step": 2, "value": evaluation["loss"]}
+        assert record["evaluation"]["during"] == "loss" and record["evaluation"]["selected_on"] == "loss"
+        assert record["evaluation"]["final"]["split"] == "test" and record["evaluation"]["final"]["rows"] == {"AQuA": 1}
         lines = [json.loads(line) for line in (Path(record["run_dir"]) / "predictions.jsonl").read_text().splitlines()]
         assert [line["dataset"] for line in lines] == ["AQuA"]
         assert set(lines[0]) == {"dataset", "instruction", "generation", "extracted", "gold", "correct"}

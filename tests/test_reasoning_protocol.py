@@ -119,7 +119,7 @@ def test_held_out_rows_are_scored_by_loss_and_test_rows_by_generation():
     assert set(dev.column_names) == {"input_ids", "attention_mask", "labels"}
     test = reasoning.tokenize(task, splits.test["gsm8k"], tokenizer, train=False)
     assert "labels" not in test.column_names and set(reasoning.EVAL_COLUMNS) <= set(test.column_names)
-    assert reasoning.dev_selection(task) == ("eval_loss", False)
+    assert reasoning.EVALUATE_DURING == ("loss",)  # the held-out rows are scored by their loss, never generated on
     none = reasoning.apply_protocol(_task(options={"val_set_size": 0}), reasoning.load_raw(task), "paper", seed=3)
     assert none.dev == {} and len(none.train) == 192
 

@@ -185,3 +185,16 @@ def test_bart_large_propulsion_counts(targets, expected):
     assert counted["trainable"] == expected
     method = "propulsion" if targets == "all" else "propulsion_attn"
     assert parameter_count("bart-large", method, "xsum")["trainable"] == expected
+
+
+def test_generation_rows_are_grouped_longest_first_and_the_subset_is_fixed():
+    from propulsion import dev_evaluation
+    from propulsion.specs import EvaluationSpec
+
+    rows = Dataset.from_dict({"input_ids": [[1] * n for n in (3, 9, 1, 9, 5)], "example_id": list("abcde")})
+    assert dev_evaluation.by_length(rows)["example_id"] == ["b", "d", "e", "a", "c"]  # ties keep their order
+    schedule = EvaluationSpec(during="generate", rows=3, subset_seed=1)
+    first, again = dev_evaluation.subset(rows, schedule), dev_evaluation.subset(rows, schedule)
+    assert len(first) == 3 and first["example_id"] == again["example_id"]
+    assert dev_evaluation.subset(rows, EvaluationSpec(rows=10))["example_id"] == list("abcde")  # fewer rows: all
+    assert dev_evaluation.rows_during({"validation": 11332}, EvaluationSpec(rows=500)) == {"validation": 500}

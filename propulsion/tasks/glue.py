@@ -16,6 +16,8 @@ from propulsion import metrics
 from propulsion.specs import TaskSpec, UserError
 from propulsion.tasks import samples
 
+# Mid-training evaluations a task may ask for (task.evaluation.during): dev rows carry labels, so loss works.
+EVALUATE_DURING = ("full", "loss")
 MODEL_KIND = "sequence-classification"
 
 

@@ -35,6 +35,8 @@ from transformers import DataCollatorWithPadding
 from propulsion import metrics
 from propulsion.specs import TaskSpec, UserError
 
+# Evaluation features carry no answer positions, so there is no dev loss: every evaluation is the whole one.
+EVALUATE_DURING = ("full",)
 MODEL_KIND = "question-answering"
 # Columns of evaluation features that are not model inputs: read by post-processing, dropped by the collator.
 EVAL_COLUMNS = ("example_id", "offset_mapping", "cls_index", "context", "gold_answers")

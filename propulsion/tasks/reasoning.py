@@ -41,6 +41,10 @@ from propulsion.tasks import data as task_data
 
 MODEL_KIND = "causal-lm"
 PADDING_SIDE = "left"  # generation continues every prompt from the same column
+GENERATES = True  # evaluation generates: its rows are batched by length (task.evaluation.group_by_length)
+# LLM-Adapters select on the held-out rows' loss (their load_best_model_at_end with no metric) and generate on the
+# test sets once, at the end: the held-out rows are never generated on.
+EVALUATE_DURING = ("loss",)
 PREDICTIONS = "predictions.jsonl"
 # Columns of evaluation rows that are not model inputs: read by evaluate, dropped by the collator.
 EVAL_COLUMNS = ("dataset", "instruction", "gold")
@@ -289,11 +293,6 @@ def apply_protocol(task: TaskSpec, raw: datasets.DatasetDict, protocol: str, see
     return task_data._cap(splits, task, seed)
 
 
-def dev_selection(task: TaskSpec) -> tuple[str, bool]:
-    """What the loop selects the reported checkpoint on, and whether greater is better: the held-out loss."""
-    return "eval_loss", False
-
-
 # --------------------------------------------------------------------------------------------------------
 # Sample data in the LLM-Adapters schema
 # --------------------------------------------------------------------------------------------------------
@@ -448,14 +447,14 @@ def generate(model, dataloader, tokenizer, accelerator, generation: dict[str, An
     return texts
 
 
-def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_dir=None) -> dict[str, float]:
+def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_dir=None,
+             generation: dict[str, Any] | None = None) -> dict[str, float]:
     """Accuracy (x100) of one test set. Keys are ``<dataset>/accuracy`` when the run evaluates one test set;
-    with several, the suite prefixes the plain ``accuracy`` with each test set's alias. The held-out validation
-    rows (they carry labels) give their mean loss instead: ``{"eval_loss": ...}`` (the HF Trainer's name)."""
-    if "labels" in dataloader.dataset.column_names:
-        return {"eval_loss": validation_loss(model, dataloader, accelerator)}
+    with several, the suite prefixes the plain ``accuracy`` with each test set's alias. (The held-out rows are
+    scored by their loss, task.evaluation.during=loss: the training loop's dev_loss, the HF Trainer's eval_loss.)"""
     options = _options(task)
-    generations = generate(model, dataloader, tokenizer, accelerator, dict(options["generation"]))
+    settings = dict(options["generation"]) | dict(generation or {})
+    generations = generate(model, dataloader, tokenizer, accelerator, settings)
     rows = dataloader.dataset.select_columns(list(EVAL_COLUMNS)).to_list()
     if len(rows) != len(generations):
         raise RuntimeError(f"{len(generations)} generations for {len(rows)} rows: order lost in gathering")
@@ -473,18 +472,6 @@ def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_d
     if len(selected_test_sets(task)) == 1:
         return {f"{name}/{key}": value for key, value in scores.items()}
     return scores
-
-
-@torch.no_grad()
-def validation_loss(model, dataloader, accelerator) -> float:
-    """Mean of the batches' losses weighted by their rows, as the HF Trainer's eval_loss (each batch's loss
-    repeated batch-size times, gathered, averaged)."""
-    model.eval()
-    losses = []
-    for batch in dataloader:
-        loss = model(**batch).loss.detach().float()
-        losses.append(accelerator.gather_for_metrics(loss.repeat(batch["input_ids"].shape[0])))
-    return float(torch.cat(losses).mean())
 
 
 def _write_predictions(path: Path, name: str, lines: list[dict[str, Any]]) -> None:

@@ -22,6 +22,8 @@ from propulsion import metrics
 from propulsion.specs import TaskSpec, UserError
 
 MODEL_KIND = "seq2seq"
+GENERATES = True  # evaluation generates: its rows are batched by length (task.evaluation.group_by_length)
+EVALUATE_DURING = ("full", "loss", "generate")
 # Columns of evaluation rows that are not model inputs: read by evaluate, dropped by the collator.
 EVAL_COLUMNS = ("example_id", "reference")
 OPTION_KEYS = ("max_target_length", "generation")
@@ -149,10 +151,13 @@ def generate_summaries(model, dataloader, tokenizer, accelerator, generation: di
     return texts
 
 
-def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_dir=None) -> dict[str, float]:
-    """Generate a summary per row and score ROUGE-1/2/L/Lsum (x100) against the reference summaries."""
+def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_dir=None,
+             generation: dict[str, Any] | None = None) -> dict[str, float]:
+    """Generate a summary per row and score ROUGE-1/2/L/Lsum (x100) against the reference summaries.
+    ``generation`` replaces some of ``options.generation`` (mid-training evaluations: task.evaluation.generation)."""
     options = _options(task)
-    predictions = generate_summaries(model, dataloader, tokenizer, accelerator, dict(options["generation"]))
+    settings = dict(options["generation"]) | dict(generation or {})
+    predictions = generate_summaries(model, dataloader, tokenizer, accelerator, settings)
     rows = dataloader.dataset.select_columns(list(EVAL_COLUMNS)).to_list()
     if len(rows) != len(predictions):
         raise RuntimeError(f"{len(predictions)} generations for {len(rows)} rows: order lost in gathering")

@@ -79,3 +79,24 @@ def test_records_name_the_data_files_by_checksum(glue_sweep):
         assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert entry["bytes"] == path.stat().st_size
     assert record["model_files"] == {"source": "tiny", "family": "roberta"}
+
+
+def test_a_dev_subset_schedule_reports_the_full_dev_evaluation_of_the_selected_model(tmp_path):
+    # RTE, paper protocol, dev loss on a fixed 8 of the 33 dev rows: the loss selects; the selected model is then
+    # evaluated once on all 33 rows, and that is what is reported.
+    data = write_glue(tmp_path / "data", "rte", n_train=40, n_eval=33)
+    result = run_cli(*QUICK, "task=rte", f"task.data_dir={data}", "trainer.max_steps=6", "trainer.eval_every=3",
+                     "task.evaluation.during=loss", "task.evaluation.rows=8", f"output_root={tmp_path / 'runs'}",
+                     "save_adapter=false")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (record,) = records_under(tmp_path / "runs")
+    schedule = record["evaluation"]
+    assert schedule["dev_rows"] == {"validation": 8} and schedule["selected_on"] == "loss"
+    assert schedule["final"] == {"split": "dev", "rows": {"validation": 33}, "generation": None}
+    assert [e["step"] for e in record["evaluations"]] == [3, 6]
+    assert all(e["metrics"] == {} for e in record["evaluations"])
+    losses = [e["loss"] for e in record["evaluations"]]
+    assert record["best"]["value"] == min(losses)
+    accuracy = record["metrics"]["accuracy"]  # k/33: no accuracy on 8 rows (j/8) is one, but 0 and 1
+    assert set(record["metrics"]) == {"accuracy"} and 0 < accuracy < 1
+    assert abs(accuracy * 33 - round(accuracy * 33)) < 1e-9
