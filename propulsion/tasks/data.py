@@ -73,9 +73,14 @@ def file_provenance(task: TaskSpec, locations: dict[str, str] | None = None) -> 
     ``locations``: split -> path where a family lays its files out its own way (reasoning: LLM-Adapters' tree)."""
     if task.source != "files":
         return None
-    provenance: dict[str, dict[str, Any]] = {}
     if locations is None:
         locations = task_files(task, [task.train_split, *task.eval_splits.values()])
+    return describe_files(locations)
+
+
+def describe_files(locations: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """split -> {path, bytes, sha256} of local files (a URL: its address only)."""
+    provenance: dict[str, dict[str, Any]] = {}
     for split, location in locations.items():
         if "://" in location:
             provenance[split] = {"path": location, "bytes": None, "sha256": None}

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from propulsion import metrics
 from propulsion.specs import TaskSpec, UserError
 from propulsion.tasks import data as task_data
+from propulsion.tasks import llm_adapters_files
 
 MODEL_KIND = "causal-lm"
 PADDING_SIDE = "left"  # generation continues every prompt from the same column
@@ -48,8 +49,7 @@ EVALUATE_DURING = ("loss",)
 PREDICTIONS = "predictions.jsonl"
 # Columns of evaluation rows that are not model inputs: read by evaluate, dropped by the collator.
 EVAL_COLUMNS = ("dataset", "instruction", "gold")
-OPTION_KEYS = ("test_sets", "train_on_inputs", "val_set_size", "aqua_strict", "generation", "base_url")
-LLM_ADAPTERS_URL = "https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/main"
+OPTION_KEYS = ("test_sets", "train_on_inputs", "val_set_size", "aqua_strict", "generation", "base_url", "cache_dir")
 
 # The prompt templates of LLM-Adapters (AGI-Edgerunners/LLM-Adapters @816657208a), byte for byte, whitespace
 # included: the training one (finetune.py L323-343: 16-space indents, a blank line of 16 spaces, two spaces after
@@ -84,7 +84,7 @@ def _options(task: TaskSpec) -> dict[str, Any]:
         raise UserError(f"unknown task.options {unknown} for reasoning; valid: {', '.join(OPTION_KEYS)}")
     # train_on_inputs True and 120 held-out rows: LLM-Adapters' finetune.py default (L62) and README commands.
     defaults = {"test_sets": None, "train_on_inputs": True, "val_set_size": 120, "aqua_strict": False,
-                "generation": {}, "base_url": LLM_ADAPTERS_URL}
+                "generation": {}, "base_url": llm_adapters_files.PINNED_URL, "cache_dir": None}
     return defaults | {k: v for k, v in task.options.items() if v is not None or k == "test_sets"}
 
 
@@ -132,20 +132,25 @@ def cut_response(continuation: str) -> str:
 
 
 def _location(task: TaskSpec, split: str, train: bool) -> str:
+    """Where a split's file is read from: task.data_files, task.data_dir (LLM-Adapters' layout), or the cache of
+    options.base_url's files (the pinned commit by default), downloading and checking the file the first time."""
     if task.data_files and split in task.data_files:
         return str(task.data_files[split])
     relative = f"ft-training_set/{split}.json" if train else f"dataset/{split}/test.json"
     if task.data_dir:
         return str(Path(task.data_dir) / relative)
-    return f"{_options(task)['base_url'].rstrip('/')}/{relative}"
+    options = _options(task)
+    return str(llm_adapters_files.cached(split, options["base_url"], options["cache_dir"], train=train))
 
 
 def file_provenance(task: TaskSpec) -> dict[str, dict[str, Any]] | None:
     """The record's data files (path, bytes, sha256) where this run read them: the training file and the test
-    sets it evaluates, laid out as LLM-Adapters lays them out."""
+    sets it evaluates, laid out as LLM-Adapters lays them out (the cache's copies of the hub files included)."""
+    if task.source == "sample":
+        return None
     locations = {task.train_split: _location(task, task.train_split, train=True)}
     locations |= {name: _location(task, name, train=False) for name in selected_test_sets(task).values()}
-    return task_data.file_provenance(task, locations)
+    return task_data.describe_files(locations)
 
 
 _DOWNLOADED: dict[str, str] = {}  # URL -> text: validation and loading read a file once per process
