@@ -40,7 +40,8 @@ COLUMNS = [("CoLA MCC", "cola", "matthews_correlation"), ("MRPC acc", "mrpc", "a
            ("STS-B P", "stsb", "pearson"), ("STS-B S", "stsb", "spearmanr"), ("RTE acc", "rte", "accuracy")]
 AVG_METRICS = {"cola": "matthews_correlation", "mrpc": "accuracy", "stsb": "pearson", "rte": "accuracy"}
 METHODS = {"full_ft": "Full FT", "bitfit": "BitFit", "lora": "LoRA", "propulsion_attn": "Propulsion(Attn)",
-           "propulsion": "Propulsion(All)"}  # table order: the paper's Table 1 rows we run
+           "propulsion": "Propulsion(All)",  # table order: the paper's Table 1 rows we run, then our variant
+           "propulsion_head": "Propulsion(All) + head"}
 COMMAND = "make tables   (python -m propulsion.small_scale --runs results/small_scale/runs --out results/small_scale)"
 FIGURE = "score_vs_params"
 PNG_METADATA = {"Software": None}  # no matplotlib version in the file: reruns are byte-identical

@@ -11,7 +11,7 @@ serial_sweep = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(serial_sweep)
 
 TASKS = {"rte", "mrpc", "stsb", "cola"}
-METHODS = {"propulsion", "propulsion_attn", "lora", "bitfit", "full_ft"}
+METHODS = {"propulsion", "propulsion_attn", "lora", "bitfit", "full_ft", "propulsion_head"}
 
 
 def as_dict(job: list[str]) -> dict[str, str]:
@@ -20,9 +20,9 @@ def as_dict(job: list[str]) -> dict[str, str]:
 
 def test_small_scale_runs_every_cell_at_seed_0_before_any_seed_1():
     jobs = [as_dict(job) for job in serial_sweep.jobs("small_scale", [])]
-    assert len(jobs) == 3 * 4 * 5
+    assert len(jobs) == 3 * 4 * 6
     for seed in range(3):
-        block = jobs[20 * seed: 20 * (seed + 1)]
+        block = jobs[24 * seed: 24 * (seed + 1)]
         assert {job["seed"] for job in block} == {str(seed)}
         assert {(job["task"], job["method"]) for job in block} == {(t, m) for t in TASKS for m in METHODS}
     assert {job["model"] for job in jobs} == {"all-minilm-l6-v2"}
@@ -30,14 +30,15 @@ def test_small_scale_runs_every_cell_at_seed_0_before_any_seed_1():
 
 def test_overrides_replace_swept_values_and_pass_the_rest():
     jobs = serial_sweep.jobs("small_scale", ["seed=5", "task=cola", "model.name_or_path=/m"])
-    assert [as_dict(job)["method"] for job in jobs] == ["propulsion", "propulsion_attn", "lora", "bitfit", "full_ft"]
+    assert [as_dict(job)["method"] for job in jobs] == ["propulsion", "propulsion_attn", "lora", "bitfit", "full_ft",
+                                                        "propulsion_head"]
     assert all(job[-1] == "model.name_or_path=/m" and "seed=5" in job and "task=cola" in job for job in jobs)
 
 
 def test_the_lr_search_inherits_the_sweep_and_adds_its_grid():
     jobs = [as_dict(job) for job in serial_sweep.jobs("small_scale_lr_search", [])]
-    assert len(jobs) == 10
-    assert {(job["seed"], job["task"]) for job in jobs} == {("0", "stsb")}
+    assert len(jobs) == 12
+    assert {(job["seed"], job["task"]) for job in jobs} == {("0", "cola")}
     assert [job["vars.point"] for job in jobs[:2]] == ["low", "high"]
 
 
