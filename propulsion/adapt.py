@@ -218,47 +218,66 @@ def _adalora_hooks(tuner) -> Hooks:
 
 
 def save_trained(model: torch.nn.Module, directory: Path, metrics: dict | None = None,
-                 base_model_revision: str | None = None) -> list[str]:
+                 base_model_revision: str | None = None, write: bool = True) -> list[str]:
     """The trained parameters in the method's own format, as safetensors; returns the files written.
     Propulsion: adapter weights + config + model card with the run's ``metrics``
     (``PropulsionModel.from_pretrained(base, directory)``); PEFT:
     ``save_pretrained`` (``PeftModel.from_pretrained``); BitFit and full fine-tuning: the trainable tensors by
-    parameter name, ``trainable.safetensors`` (full fine-tuning's is the whole model)."""
+    parameter name, ``trainable.safetensors`` (full fine-tuning's is the whole model). Sharded (FSDP2): every
+    process calls it, the tensors are gathered whole, and only the process with ``write`` writes files."""
     from peft import PeftModel
     from safetensors.torch import save_file
 
     from propulsion import records
-    from propulsion.method import PropulsionModel, save_adapter, trainable_state
+    from propulsion.method import PropulsionModel, save_adapter, sharding, trainable_state
 
-    directory.mkdir(parents=True, exist_ok=True)
+    sharded = sharding.model_is_sharded(model)
+    if write:
+        directory.mkdir(parents=True, exist_ok=True)
     injected = getattr(model, "propulsion_config", None)
+    if sharded and (hasattr(model, "baseline_config") or isinstance(model, PropulsionModel)):
+        raise UserError("saving this adapter from a sharded (FSDP) model is not supported; run with "
+                        "save_adapter=false (the record and its metrics are unaffected)")
     if hasattr(model, "baseline_config"):  # ours (also when PEFT carries MAM's prefix): baselines.load_baseline
         from propulsion.baselines import save_baseline
 
-        save_baseline(model, directory)
+        if write:
+            save_baseline(model, directory)
     elif isinstance(model, PropulsionModel):
-        model.save_pretrained(directory, metrics=metrics)
+        if write:
+            model.save_pretrained(directory, metrics=metrics)
     elif isinstance(injected, PropulsionConfig):
-        save_adapter(model, injected, directory, metrics=metrics, base_model_revision=base_model_revision)
+        save_adapter(model, injected, directory, metrics=metrics, base_model_revision=base_model_revision, write=write)
     elif isinstance(model, PeftModel):
-        # AdaLoRA's save_pretrained cuts its matrices down to the final budget's rank pattern; the reported
-        # model (the best dev checkpoint) may come from before that step. Without a pattern the masked
-        # full-rank weights are saved: exactly the reported model.
-        config = model.peft_config.get(model.active_adapter)
-        pattern = getattr(config, "rank_pattern", None)
-        if pattern:
-            config.rank_pattern = None
-        try:
-            model.save_pretrained(str(directory))
-        finally:
-            if pattern:
-                config.rank_pattern = pattern
+        # PEFT reads model.state_dict(), which holds shards under FSDP: hand it the gathered tensors.
+        state = trainable_state(model) if sharded else None
+        if write:
+            _save_peft(model, directory, state)
     else:
-        save_file(trainable_state(model), str(directory / "trainable.safetensors"), metadata={"format": "pt"})
+        state = trainable_state(model)  # every process: a collective when sharded
+        if write:
+            save_file(state, str(directory / "trainable.safetensors"), metadata={"format": "pt"})
+    if not write:
+        return []
     files = sorted(path for path in directory.rglob("*") if path.is_file())
     for path in files:
         records.make_readable(path)
     return [str(path.relative_to(directory)) for path in files]
+
+
+def _save_peft(model, directory: Path, state: dict[str, torch.Tensor] | None) -> None:
+    # AdaLoRA's save_pretrained cuts its matrices down to the final budget's rank pattern; the reported model (the
+    # best dev checkpoint) may come from before that step. Without a pattern the masked full-rank weights are
+    # saved: exactly the reported model.
+    config = model.peft_config.get(model.active_adapter)
+    pattern = getattr(config, "rank_pattern", None)
+    if pattern:
+        config.rank_pattern = None
+    try:
+        model.save_pretrained(str(directory), state_dict=state)
+    finally:
+        if pattern:
+            config.rank_pattern = pattern
 
 
 def count(model: torch.nn.Module) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 It holds only what a resumed run needs to go on as the uninterrupted one would: the trainable tensors (and the
 best ones so far), the optimizer, the scheduler, every process's generators, fp16's loss scale, the method's own
 state (AdaLoRA's rank allocator) and the loop's state as plain containers. Safetensors for tensors;
-``torch.load(weights_only=True)`` for the rest.
+``torch.load(weights_only=True)`` for the rest. Under FSDP2 the trainable tensors and AdamW's moments are
+gathered whole by every process before the main one writes, and each process takes its slice back on resume
+(:mod:`propulsion.method.sharding`), so a run may resume on another number of processes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from propulsion.hooks import Hooks
-from propulsion.method import load_trainable_state, trainable_state
+from propulsion.method import load_trainable_state, sharding, trainable_state
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -44,19 +46,22 @@ def save(folder: Path, accelerator, model, optimizer, scheduler, loop_state: dic
     """Write to a temporary folder, then swap it in: a kill mid-write leaves the previous checkpoint."""
     accelerator.wait_for_everyone()
     rng = _gather_rng_states(accelerator)  # every process's, so each resumes its own dropout stream
+    # Collectives when sharded: every process gathers, the main one writes.
+    trainable = trainable_state(accelerator.unwrap_model(model))
+    optimizer_state = sharding.optimizer_state(model, optimizer)
     if not accelerator.is_main_process:
         return
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(trainable_state(accelerator.unwrap_model(model)), str(tmp / "trainable.safetensors"))
+    save_file(trainable, str(tmp / "trainable.safetensors"))
     if best_state:
         save_file(best_state, str(tmp / "best.safetensors"))
     method_tensors, method_data = hooks.state() if hooks.state else ({}, {})
     if method_tensors:
         save_file(method_tensors, str(tmp / "method.safetensors"))
     scaler = getattr(accelerator, "scaler", None)  # fp16's loss scale is state too
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng,
+    torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": rng,
                 "scaler": scaler.state_dict() if scaler is not None else None, "method": method_data,
                 "state": loop_state}, tmp / "state.pt")
     old = _previous(folder)
@@ -72,7 +77,7 @@ def load(folder: Path, accelerator, model, optimizer, scheduler,
     """Restore everything :func:`save` wrote into the given objects; returns (loop state, best tensors)."""
     bundle = torch.load(folder / "state.pt", weights_only=True)  # tensors and plain containers only
     load_trainable_state(model, load_file(str(folder / "trainable.safetensors")))
-    optimizer.load_state_dict(bundle["optimizer"])
+    sharding.load_optimizer_state(model, optimizer, bundle["optimizer"])
     scheduler.load_state_dict(bundle["scheduler"])
     states = bundle["rng"]  # one per process of the saving run; a resume on fewer or more processes takes the first
     mine = states[accelerator.process_index] if accelerator.process_index < len(states) else states[0]

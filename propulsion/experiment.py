@@ -153,10 +153,12 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         reported = dict(result.best["metrics"])
     method_summary = prepared.hooks.summary() if prepared.hooks.summary else {}  # before saving: PEFT renames keys
     adapter = None
-    if spec.save_adapter and accelerator.is_main_process:
+    if spec.save_adapter:  # every process: sharded tensors are gathered; the main one writes
         files = adapt.save_trained(accelerator.unwrap_model(prepared.model), run_dir / ADAPTER_DIR,
-                                   metrics=reported, base_model_revision=spec.model.revision)  # for the model card
-        adapter = {"dir": ADAPTER_DIR, "files": files, "step": result.best["step"]}
+                                   metrics=reported, base_model_revision=spec.model.revision,  # for the model card
+                                   write=accelerator.is_main_process)
+        if accelerator.is_main_process:
+            adapter = {"dir": ADAPTER_DIR, "files": files, "step": result.best["step"]}
     return {
         "metrics": reported,
         "best": {"step": result.best["step"], "value": result.best["value"]},

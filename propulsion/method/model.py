@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from propulsion.method import hub
+from propulsion.method import hub, sharding
 from propulsion.method.config import PropulsionConfig
 from propulsion.method.hub import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MODEL_CARD
 from propulsion.method.layer import (
@@ -122,8 +122,9 @@ def inject_propulsion(model: nn.Module, config: PropulsionConfig, adapter_name: 
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only what trains (z vectors, plus head / biases when their policy trains them), as CPU copies."""
-    return {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters()
+    """Only what trains (z vectors, plus head / biases when their policy trains them), as CPU copies. Sharded
+    (FSDP2) tensors are gathered whole: every process must call it (:mod:`propulsion.method.sharding`)."""
+    return {name: sharding.full(p.detach()).to("cpu", copy=True).contiguous() for name, p in model.named_parameters()
             if p.requires_grad}
 
 
@@ -148,9 +149,8 @@ def _load_into(params: dict[str, torch.Tensor], required: list[str], state: dict
     if strict and missing:
         raise ValueError(f"the adapter lacks {len(missing)} tensor(s) this model trains, e.g. {missing[0]!r} "
                          f"(model shape {tuple(params[missing[0]].shape)}): saved with another config?")
-    with torch.no_grad():
-        for key, value in state.items():
-            params[key].copy_(value.to(params[key].device, params[key].dtype))
+    for key, value in state.items():
+        sharding.copy_into(params[key], value)  # a sharded parameter takes this process's slice
 
 
 def _is_vectors(name: str) -> bool:
@@ -189,19 +189,22 @@ def adapter_payload(model: nn.Module, config: PropulsionConfig, base_model_revis
 
 
 def save_adapter(model: nn.Module, config: PropulsionConfig, directory: str | Path, adapter_name: str | None = None,
-                 metrics: dict | None = None, repo_id: str | None = None, base_model_revision: str | None = None
-                 ) -> None:
+                 metrics: dict | None = None, repo_id: str | None = None, base_model_revision: str | None = None,
+                 write: bool = True) -> None:
     """The adapter's tensors (safetensors), its config and a model card (README.md) for a model with Propulsion
     injected: what ``PropulsionModel.save_pretrained`` writes and ``PropulsionModel.from_pretrained`` loads onto a
-    fresh base. ``metrics`` (a run's results) go into the card."""
+    fresh base. ``metrics`` (a run's results) go into the card. Sharded (FSDP2): every process calls it and gathers
+    the tensors; ``write`` is true on the one process that writes the files."""
     directory = Path(directory)
     layers = propulsion_layers(model)
     if any(layer.merged for layer in layers.values()):
         raise ValueError("unmerge() before save_pretrained(): merged weights are not an adapter")
     if adapter_name is None:
         adapter_name = next(iter(layers.values())).first_adapter if layers else DEFAULT_ADAPTER
-    state = {name: t.detach().to("cpu", copy=True).contiguous()
+    state = {name: sharding.full(t.detach()).to("cpu", copy=True).contiguous()  # every process gathers (FSDP2)
              for name, t in _adapter_tensors(model, adapter_name).items()}
+    if not write:
+        return
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     payload = adapter_payload(model, config, base_model_revision)
