@@ -64,6 +64,9 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
     _forget_previous_job_state()
     accelerator = Accelerator(mixed_precision=trainer.precision,
                               gradient_accumulation_steps=trainer.gradient_accumulation_steps)
+    if accelerator.distributed_type.value == "DEEPSPEED":  # before any record: nothing is written for a refused run
+        raise UserError("DeepSpeed is not supported: its partitioned parameters and optimizer state are not gathered "
+                        "for checkpoints and adapters; launch with scripts/accelerate/fsdp.yaml (FSDP2) instead")
     set_seed(spec.seed)
     main = accelerator.is_main_process
     record = records.new_record(

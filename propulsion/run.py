@@ -155,6 +155,16 @@ def trainable_count(model: str, method: str, task: str, overrides: tuple[str, ..
     return int(parameter_count(model, method, task, overrides)["trainable"])
 
 
+def help_groups() -> str:
+    """--help's list of the groups a user chooses from (Hydra's $APP_CONFIG_GROUPS would also list the groups the
+    presets select themselves: trainer_task, trainer_method, trainer_task_method, task/baselines)."""
+    dirs = config_dirs(sys.argv)
+    return "\n".join(f"{group}: {', '.join(group_choices(group, dirs))}" for group in CHECKED_GROUPS)
+
+
+OmegaConf.register_new_resolver("propulsion_help_groups", help_groups, replace=True)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")  # the checkout's or the packaged
 def main(cfg: DictConfig) -> float:
     from propulsion.experiment import result_table, run_experiment

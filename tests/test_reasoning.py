@@ -247,7 +247,7 @@ def test_fetch_script_writes_the_layout(tmp_path):
     assert main(["--out", str(out), "--only", "AQuA", "--base-url", source.as_uri()]) == 1  # missing: reported
 
 
-@pytest.mark.parametrize("name", ["fsdp", "deepspeed"])
+@pytest.mark.parametrize("name", ["fsdp"])
 def test_accelerate_configs_parse(name):
     import yaml
     from accelerate.commands.config.config_args import ClusterConfig

@@ -60,6 +60,11 @@ def test_the_shared_base_is_not_a_task_choice():
                                text=True, timeout=120).stdout
     task_line = next(line for line in help_text.splitlines() if line.startswith("task:"))
     assert "sst2" in task_line and "glue_task" not in help_text
+    # Only the groups a user chooses; the presets' specializing groups and the accelerate configs are not offered.
+    listed = help_text.split("== Config groups")[1].split("== Examples")[0].splitlines()[1:]
+    groups = [line.split(":")[0] for line in listed if ": " in line and not line.startswith("(")]
+    assert groups == ["model", "task", "method", "trainer", "logger"]
+    assert "trainer_task:" not in help_text and "fsdp" not in help_text
 
 
 def test_a_user_config_dir_adds_task_choices(user_conf):
