@@ -2,9 +2,9 @@
 on CPU (gloo). Tiny RoBERTa with Propulsion, every layer sharded with FSDP2 (``fully_shard``: what
 scripts/accelerate/fsdp.yaml asks accelerate to do on GPUs), trained with the suite's checkpoint module:
 
-    --mode straight   train STEPS steps, save the trained tensors and the adapter
-    --mode first      train to STOP, write a checkpoint, exit (a killed run)
-    --mode resume     a fresh model, resume from that checkpoint, train to STEPS, save as `straight` does
+    <dir>/straight    train STEPS steps, save the trained tensors and the adapter
+    <dir>/resumed     train to STOP and write a checkpoint; then fresh objects (a killed run's successor) resume
+                      from it and train to STEPS, saved as `straight` is
 
 Each process feeds its own batches (by step and rank), so the shards see different gradients.
 """
@@ -58,32 +58,39 @@ def train(model, optimizer, scheduler, start: int, stop: int, rank: int) -> None
         optimizer.zero_grad(set_to_none=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=("straight", "first", "resume"), required=True)
-    parser.add_argument("--dir", type=Path, required=True)
-    args = parser.parse_args()
-    accelerator = Accelerator(cpu=True)  # the process group (gloo) and the process roles the checkpoint uses
+def run(folder: Path, accelerator, mode: str) -> None:
+    """straight: STEPS steps, then the trained tensors and the adapter; first: STOP steps and a checkpoint (the
+    objects are then dropped, as a killed process's are); resume: fresh objects from that checkpoint, to STEPS."""
     torch.manual_seed(0)
     model, optimizer, scheduler = build()
     assert sharding.model_is_sharded(model)
-    folder = args.dir / "checkpoint"
+    checkpoint_dir = folder / "checkpoint"
     rank = accelerator.process_index
-    if args.mode == "first":
+    if mode == "first":
         train(model, optimizer, scheduler, 0, STOP, rank)
-        checkpoint.save(folder, accelerator, model, optimizer, scheduler, {"step": STOP}, {}, Hooks())
+        checkpoint.save(checkpoint_dir, accelerator, model, optimizer, scheduler, {"step": STOP}, {}, Hooks())
         return
     start = 0
-    if args.mode == "resume":
-        assert checkpoint.exists(folder, accelerator)
-        state, _ = checkpoint.load(folder, accelerator, model, optimizer, scheduler, Hooks())
+    if mode == "resume":
+        assert checkpoint.exists(checkpoint_dir, accelerator)
+        state, _ = checkpoint.load(checkpoint_dir, accelerator, model, optimizer, scheduler, Hooks())
         start = state["step"]
     train(model, optimizer, scheduler, start, STEPS, rank)
     state = trainable_state(model)  # every process gathers
-    adapt.save_trained(model, args.dir / "adapter", write=accelerator.is_main_process)
+    adapt.save_trained(model, folder / "adapter", write=accelerator.is_main_process)
     if accelerator.is_main_process:
-        save_file(state, str(args.dir / "final.safetensors"))
+        save_file(state, str(folder / "final.safetensors"))
     accelerator.wait_for_everyone()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dir", type=Path, required=True)
+    args = parser.parse_args()
+    accelerator = Accelerator(cpu=True)  # the process group (gloo) and the process roles the checkpoint uses
+    run(args.dir / "straight", accelerator, "straight")
+    run(args.dir / "resumed", accelerator, "first")
+    run(args.dir / "resumed", accelerator, "resume")
 
 
 if __name__ == "__main__":
