@@ -135,7 +135,8 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
 
     collate = family.collator(tokenizer)
     evaluate = partial(family.evaluate, task=task, tokenizer=tokenizer, accelerator=accelerator)
-    # A family may select the reported checkpoint on something else than its main metric (reasoning: dev loss).
+    # Mid-training evaluations follow task.evaluation: the family's evaluation (with cheaper decoding under
+    # `generate`), or the dev loss only (`loss`, which then selects: dev_evaluation.trainer_for).
     evaluate_during = (partial(evaluate, generation=schedule.generation) if schedule.during == "generate"
                        else evaluate)
     result = training.train(
