@@ -99,7 +99,7 @@ def apply_method(model: torch.nn.Module, spec: MethodSpec, model_kind: str, tota
 def _bitfit(model: torch.nn.Module, spec: MethodSpec) -> Prepared:
     heads = head_module_names(model) if spec.head == "full" else []
     for name, parameter in model.named_parameters():
-        in_head = name.split(".")[0] in heads
+        in_head = any(name.startswith(f"{head}.") for head in heads)
         parameter.requires_grad_(name.endswith("bias") or in_head)
     return Prepared(model, Hooks(), {"head_modules": heads})
 

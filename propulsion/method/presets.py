@@ -113,14 +113,22 @@ def wrappable_modules(model: nn.Module) -> dict[str, nn.Module]:
 def head_module_names(model: nn.Module) -> list[str]:
     """The task head: the model's top-level children other than its backbone (``base_model_prefix``) and other
     than its output embeddings — a language model's lm_head is pretrained (often tied), not a new task head.
-    Only children that hold parameters: BERT's and DeBERTa's top-level ``dropout`` is no head module."""
+    Only children that hold parameters: BERT's and DeBERTa's top-level ``dropout`` is no head module. Plus a pooler
+    the backbone holds for the head (BERT's ``bert.pooler``: dense + tanh over [CLS]), which is the head's first
+    layer: RoBERTa's head holds the same layer itself (``classifier.dense``), DeBERTa's as its top-level
+    ``pooler``. A checkpoint trained without it (sentence-transformers mean-pool) leaves it untrained for the task,
+    so a method that trains "the head" must train it too."""
     prefix = getattr(model, "base_model_prefix", "")
     children = dict(model.named_children())
     if prefix not in children:  # a bare backbone (AutoModel) has no head
         return []
     output_embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return [name for name, child in children.items()
-            if name != prefix and child is not output_embeddings and any(True for _ in child.parameters())]
+    heads = [name for name, child in children.items()
+             if name != prefix and child is not output_embeddings and any(True for _ in child.parameters())]
+    pooler = getattr(children[prefix], "pooler", None)  # None where the head does not use one (QA, RoBERTa)
+    if heads and isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()):
+        heads.append(f"{prefix}.pooler")
+    return heads
 
 
 def resolve_targets(model: nn.Module, targets, architecture: str | None = None,

@@ -163,8 +163,29 @@ def test_patterns_are_suffixes_or_full_regexes():
 
 def test_lm_head_is_not_a_task_head_but_a_classifier_is():
     assert head_module_names(family_model("roberta")) == ["classifier"]
-    # bert.pooler is part of the backbone; the top-level dropout holds no parameters and is no head module
-    assert head_module_names(family_model("bert")) == ["classifier"]
+    # BERT keeps its head's first layer (dense + tanh over [CLS]) in the backbone as bert.pooler: RoBERTa's
+    # classifier.dense. It is head; the top-level dropout holds no parameters and is no head module.
+    assert head_module_names(family_model("bert")) == ["classifier", "bert.pooler"]
+    import transformers as tf
+
+    qa = tf.BertForQuestionAnswering(tf.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                                   intermediate_size=64, vocab_size=100))
+    assert head_module_names(qa) == ["qa_outputs"]  # built without a pooler: nothing to add
     assert head_module_names(family_model("deberta-v2")) == ["pooler", "classifier"]  # ContextPooler is new
     assert head_module_names(family_model("llama")) == []
     assert head_module_names(family_model("bart")) == []
+
+
+def test_bitfit_and_peft_train_the_bert_pooler_as_head():
+    from propulsion import adapt
+    from propulsion.specs import MethodSpec
+
+    spec = MethodSpec(name="bitfit", kind="bitfit", head="full")
+    bitfit = adapt.apply_method(family_model("bert"), spec, "sequence-classification")
+    trained = {name for name, p in bitfit.model.named_parameters() if p.requires_grad}
+    assert {"bert.pooler.dense.weight", "classifier.weight"} <= trained
+    assert "bert.encoder.layer.0.attention.self.query.weight" not in trained  # weights outside the head stay frozen
+    lora = adapt.apply_method(family_model("bert"), MethodSpec(name="lora", kind="peft", peft_type="LORA", head="full",
+                                                              peft_config={"r": 2, "target_modules": ["query"]}),
+                              "sequence-classification")
+    assert any("pooler" in name and p.requires_grad for name, p in lora.model.named_parameters())
