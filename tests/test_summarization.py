@@ -198,3 +198,16 @@ def test_generation_rows_are_grouped_longest_first_and_the_subset_is_fixed():
     assert len(first) == 3 and first["example_id"] == again["example_id"]
     assert dev_evaluation.subset(rows, EvaluationSpec(rows=10))["example_id"] == list("abcde")  # fewer rows: all
     assert dev_evaluation.rows_during({"validation": 11332}, EvaluationSpec(rows=500)) == {"validation": 500}
+
+
+def test_a_bad_schedule_is_one_clear_line():
+    # (the entrypoint turns a UserError into that line and exit 2: tests/suite/test_robustness.py)
+    from propulsion.specs import EvaluationSpec, UserError
+
+    expected = r"^unknown task.evaluation.during 'beams'; valid choices: full, loss, generate$"
+    with pytest.raises(UserError, match=expected):
+        EvaluationSpec(during="beams")
+    with pytest.raises(UserError, match=r"^task.evaluation.rows must be an integer >= 1 or null, got 0$"):
+        EvaluationSpec(rows=0)
+    with pytest.raises(UserError, match="bad task.evaluation"):
+        TaskSpec(name="x", family="summarization", evaluation={"beams": 2})
