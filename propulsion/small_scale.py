@@ -244,8 +244,11 @@ def figure(stats: dict[str, dict[str, Any]], path: Path) -> bool:
         ax.set_xlabel("trainable parameters")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("score (×100, held-out dev half)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    legend: dict[str, Any] = {}  # every method once, from whichever panel has its point (a partial sweep has no Avg.)
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=max(1, len(legend)), frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, metadata=PNG_METADATA)

@@ -102,3 +102,11 @@ def test_the_lr_choice_is_the_best_dev_value_and_ties_keep_the_smaller_lr(tmp_pa
     assert small_scale.main(["--lr-search", str(tmp_path / "search"), "--lr-overrides"]) == 0
     assert capsys.readouterr().out.strip() == ("vars.lr.lora=0.0005 vars.lr.propulsion=0.01 "
                                                "vars.lr.propulsion_attn=0.01")
+
+
+def test_a_partial_sweep_without_an_average_still_draws_its_figure(tmp_path):
+    # One task only: no method has the four-task Avg., whose panel is empty; the legend comes from the others.
+    write(tmp_path / "runs", record("rte", "lora", 0, {"accuracy": 0.6}), "a")
+    write(tmp_path / "runs", record("rte", "propulsion", 0, {"accuracy": 0.55}), "b")
+    assert small_scale.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "score_vs_params.png").stat().st_size > 0
