@@ -5,7 +5,8 @@ best ones so far), the optimizer, the scheduler, every process's generators, fp1
 state (AdaLoRA's rank allocator) and the loop's state as plain containers. Safetensors for tensors;
 ``torch.load(weights_only=True)`` for the rest. Under FSDP2 the trainable tensors and AdamW's moments are
 gathered whole by every process before the main one writes, and each process takes its slice back on resume
-(:mod:`propulsion.method.sharding`), so a run may resume on another number of processes.
+(:mod:`propulsion.method.sharding`); the saved state is whole and keyed by name (resume tested on the same
+number of processes).
 """
 
 from __future__ import annotations

@@ -58,13 +58,13 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
             return previous
 
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
 
     trainer = dev_evaluation.trainer_for(spec.trainer.with_task_defaults(spec.task), spec.task.evaluation)
     _forget_previous_job_state()
     accelerator = Accelerator(mixed_precision=trainer.precision,
                               gradient_accumulation_steps=trainer.gradient_accumulation_steps)
-    if accelerator.distributed_type.value == "DEEPSPEED":  # before any record: nothing is written for a refused run
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # before any record: a refused run writes nothing
         raise UserError("DeepSpeed is not supported: its partitioned parameters and optimizer state are not gathered "
                         "for checkpoints and adapters; launch with scripts/accelerate/fsdp.yaml (FSDP2) instead")
     set_seed(spec.seed)

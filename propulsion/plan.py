@@ -55,7 +55,6 @@ MEAN_TOKENS = {"cola": 11, "sst2": 13, "mrpc": 53, "qqp": 30, "stsb": 31, "mnli"
                "squad": 180, "squad_v2": 180, "xsum": 480, "cnn_dailymail": 780, "commonsense": 110,
                "arithmetic": 160}
 MEAN_TARGET_TOKENS = {"xsum": 27, "cnn_dailymail": 62, "commonsense": 4, "arithmetic": 90}
-GENERATING_FAMILIES = ("summarization", "reasoning")
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -174,6 +173,7 @@ def _count_on_meta(spec: RunSpec) -> tuple[int, int, int, object]:
 
 def plan_job(overrides: list[str], spec: RunSpec, gpu: str, num_gpus: int = 1) -> JobPlan:
     from propulsion import training
+    from propulsion.tasks import get_family
 
     trainer = spec.trainer.with_task_defaults(spec.task)
     sizes, approximate = split_sizes(spec)
@@ -190,7 +190,7 @@ def plan_job(overrides: list[str], spec: RunSpec, gpu: str, num_gpus: int = 1) -
     target_tokens = MEAN_TARGET_TOKENS.get(task, 0)
     examples_seen = steps * trainer.batch_size * num_gpus
     train_tokens = examples_seen * (mean_tokens + target_tokens)
-    generating = spec.task.family in GENERATING_FAMILIES
+    generating = bool(getattr(get_family(spec.task.family), "GENERATES", False))  # the family's own flag
     generation = dict((spec.task.options or {}).get("generation") or {})
     beams = int(generation.get("num_beams", 1) or 1)  # the full evaluation's
     # Mid-training evaluations generate unless they measure the loss (with their own, cheaper settings).

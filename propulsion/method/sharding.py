@@ -51,8 +51,8 @@ def copy_into(parameter: torch.Tensor, whole: torch.Tensor) -> None:
 
 def optimizer_state(model: torch.nn.Module, optimizer) -> dict[str, Any]:
     """The optimizer's state to save. Sharded: AdamW's moments gathered whole and keyed by parameter name (a
-    collective; torch.distributed.checkpoint's full state dict), so a resume may use another number of
-    processes. Otherwise the optimizer's own state dict."""
+    collective; torch.distributed.checkpoint's full state dict), so the file does not depend on the process
+    count (resume is tested on the same count). Otherwise the optimizer's own state dict."""
     if not model_is_sharded(model):
         return optimizer.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict

@@ -16,7 +16,6 @@ A family module provides:
                                                        (per-example predictions may go there), else None;
                                                        generation (GENERATES families): settings over
                                                        task.options.generation (mid-training evaluations)
-    validate(task) -> None                             (optional) raise UserError for a task the family cannot run
     apply_protocol(task, raw, protocol, seed) -> data.Splits   (optional; default: data.apply_protocol)
     load_raw(task, sample_splits) -> DatasetDict       (optional; default: data.load_raw)
     validate(task) -> None                             (optional) raise UserError for bad options/data before a

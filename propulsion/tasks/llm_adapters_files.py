@@ -51,9 +51,11 @@ PINNED: dict[str, tuple[str, int | None]] = {
 TEST_SETS = tuple(name for name in PINNED if name not in TRAIN_SETS)
 
 
-def relative_path(name: str) -> str:
-    """Where the repository keeps a file: ft-training_set/<train>.json or dataset/<name>/test.json."""
-    return f"ft-training_set/{name}.json" if name in TRAIN_SETS else f"dataset/{name}/test.json"
+def relative_path(name: str, train: bool | None = None) -> str:
+    """Where the repository keeps a file: ft-training_set/<train>.json or dataset/<name>/test.json. ``train``:
+    whether ``name`` is a training set (default: one of LLM-Adapters' two)."""
+    train = name in TRAIN_SETS if train is None else train
+    return f"ft-training_set/{name}.json" if train else f"dataset/{name}/test.json"
 
 
 def git_blob_sha1(body: bytes) -> str:
@@ -77,7 +79,7 @@ def cached(name: str, base_url: str = PINNED_URL, cache_dir: str | None = None, 
     ``name`` is a training set (default: one of LLM-Adapters' two). ``pinned``: the hashes and row counts to hold
     the download to (default: :data:`PINNED` for the pinned commit's URL, nothing for another source)."""
     train = name in TRAIN_SETS if train is None else train
-    relative = f"ft-training_set/{name}.json" if train else f"dataset/{name}/test.json"
+    relative = relative_path(name, train)
     target = cache_root(base_url, cache_dir) / relative
     if target.exists():
         return target

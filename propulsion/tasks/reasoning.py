@@ -136,9 +136,8 @@ def _location(task: TaskSpec, split: str, train: bool) -> str:
     options.base_url's files (the pinned commit by default), downloading and checking the file the first time."""
     if task.data_files and split in task.data_files:
         return str(task.data_files[split])
-    relative = f"ft-training_set/{split}.json" if train else f"dataset/{split}/test.json"
     if task.data_dir:
-        return str(Path(task.data_dir) / relative)
+        return str(Path(task.data_dir) / llm_adapters_files.relative_path(split, train))
     options = _options(task)
     return str(llm_adapters_files.cached(split, options["base_url"], options["cache_dir"], train=train))
 
