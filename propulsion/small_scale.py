@@ -281,20 +281,28 @@ def lr_search_table(runs: list[dict[str, Any]]) -> str:
 
 
 def choose_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
-    """The search's choice per method: the lr whose run has the highest dev-half value (record best.value, the
-    selection metric); a tie goes to the smaller lr. Runs of every task count alike (mean over the tasks
-    searched); the held-out half is never read."""
-    scores: dict[tuple[str, float], list[float]] = defaultdict(list)
+    """The search's choice per method: the lr with the highest dev-half value (record best.value, the selection
+    metric), averaged over the tasks searched; a tie goes to the smaller lr. A method's lrs are compared on the
+    tasks every one of them has a record for, so a missing run cannot favour the rate it belongs to; a non-finite
+    value (a diverged run) counts as the worst. The held-out half is never read."""
+    scores: dict[str, dict[float, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     for record in runs:
         best = (record.get("best") or {}).get("value")
-        if isinstance(best, int | float) and not isinstance(best, bool) and math.isfinite(best):
-            scores[(record.get("method"), float(record["config"]["trainer"]["lr"]))].append(float(best))
-    chosen: dict[str, tuple[float, float]] = {}
-    for (method, lr), values in sorted(scores.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        mean = statistics.fmean(values)
-        if method not in chosen or mean > chosen[method][1]:  # strictly better: ties keep the smaller lr
-            chosen[method] = (lr, mean)
-    return {method: lr for method, (lr, _) in chosen.items()}
+        finite = isinstance(best, int | float) and not isinstance(best, bool) and math.isfinite(best)
+        lr = float(record["config"]["trainer"]["lr"])
+        scores[record.get("method")][lr][str(record.get("task"))] = float(best) if finite else -math.inf
+    chosen: dict[str, float] = {}
+    for method, by_lr in sorted(scores.items(), key=lambda kv: str(kv[0])):
+        shared = set.intersection(*(set(tasks) for tasks in by_lr.values()))
+        if not shared:
+            continue
+        best_lr, best_score = None, -math.inf
+        for lr, tasks in sorted(by_lr.items()):
+            score = statistics.fmean(tasks[task] for task in sorted(shared))
+            if best_lr is None or score > best_score:  # strictly better: ties keep the smaller lr
+                best_lr, best_score = lr, score
+        chosen[method] = best_lr
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from propulsion import records, small_scale
 
-TPS = {"propulsion": 22274, "propulsion_attn": 6912, "lora": 74498}
+TPS = {"propulsion": 22274, "propulsion_attn": 6912, "lora": 74498, "bitfit": 174338, "full_ft": 22713986}
 
 
 def record(task, method, seed, metrics, lr=1e-2, wall=100.0, memory_mib=1000, status="completed"):
@@ -102,6 +102,29 @@ def test_the_lr_choice_is_the_best_dev_value_and_ties_keep_the_smaller_lr(tmp_pa
     assert small_scale.main(["--lr-search", str(tmp_path / "search"), "--lr-overrides"]) == 0
     assert capsys.readouterr().out.strip() == ("vars.lr.lora=0.0005 vars.lr.propulsion=0.01 "
                                                "vars.lr.propulsion_attn=0.01")
+
+
+def test_the_lr_choice_averages_the_tasks_searched_and_compares_lrs_on_the_tasks_they_share():
+    def searched(method, lr, best, task):
+        rec = record(task, method, 0, {"pearson": 0.99}, lr=lr)
+        rec["best"] = {"value": best}
+        return rec
+
+    runs = [
+        # a tie on CoLA (both at the majority class) is decided by STS-B: mean 0.30 against 0.25
+        searched("propulsion", 2e-3, 0.0, "cola"), searched("propulsion", 1e-2, 0.0, "cola"),
+        searched("propulsion", 2e-3, 0.50, "stsb"), searched("propulsion", 1e-2, 0.60, "stsb"),
+        # the mean, not either task alone: CoLA prefers 1e-4, STS-B 3e-5, the mean 3e-5 (0.45 against 0.40)
+        searched("full_ft", 3e-5, 0.10, "cola"), searched("full_ft", 1e-4, 0.20, "cola"),
+        searched("full_ft", 3e-5, 0.80, "stsb"), searched("full_ft", 1e-4, 0.60, "stsb"),
+        # 5e-3 has no STS-B run (failed or not yet run): both rates are judged on CoLA alone
+        searched("lora", 1e-3, 0.05, "cola"), searched("lora", 5e-3, 0.10, "cola"),
+        searched("lora", 1e-3, 0.90, "stsb"),
+        # a diverged run counts as the worst, whatever the other task says
+        searched("bitfit", 2e-3, 0.0, "cola"), searched("bitfit", 1e-2, 0.30, "cola"),
+        searched("bitfit", 2e-3, 0.40, "stsb"), searched("bitfit", 1e-2, float("nan"), "stsb"),
+    ]
+    assert small_scale.choose_lrs(runs) == {"propulsion": 1e-2, "full_ft": 3e-5, "lora": 5e-3, "bitfit": 2e-3}
 
 
 def test_a_partial_sweep_without_an_average_still_draws_its_figure(tmp_path):
