@@ -261,23 +261,54 @@ def _task_of(header: str) -> str:
 
 
 def lr_search_table(runs: list[dict[str, Any]]) -> str:
-    """The learning-rate search: the dev-half selection value (record best.value) per method, task and lr."""
-    lines = ["# Learning-rate search (small_scale_lr_search.yaml): dev half only, seed 0", "",
-             "The value is the best dev-half evaluation of the run (what selects the checkpoint); the held-out half "
-             "is not shown, as it plays no part in choosing the lr.", "",
-             "| Method | task | lr | dev (×100) | steps | wall s |", "|---|---|---|---|---|---|"]
-    def key(r):
-        return (_order(r.get("method")), str(r.get("task")), float(r["config"]["trainer"]["lr"]), str(r.get("seed")))
+    """The learning-rate search: per method and lr, the dev-half selection value (record best.value) on each task
+    searched, their mean over the tasks all of the method's rates share (what chooses), and the choice."""
+    scores = lr_scores(runs)
+    tasks = sorted({task for by_lr in scores.values() for values in by_lr.values() for task in values})
+    steps = {str(r.get("task")): (r.get("train") or {}).get("steps") for r in runs}
+    wall = defaultdict(float)
+    for record in runs:
+        wall[(record.get("method"), float(record["config"]["trainer"]["lr"]))] += record.get("wall_time_s") or 0.0
     chosen = choose_lrs(runs)
-    for record in sorted(runs, key=key):
-        best = (record.get("best") or {}).get("value")
-        mark = " (chosen)" if chosen.get(record.get("method")) == float(record["config"]["trainer"]["lr"]) else ""
-        shown = f"{100 * best:.1f}" if isinstance(best, int | float) and math.isfinite(best) else "–"
-        steps = (record.get("train") or {}).get("steps")
-        lines.append(f"| {METHODS.get(record.get('method'), record.get('method'))} | {record.get('task')} | "
-                     f"{record['config']['trainer']['lr']:g}{mark} | {shown} | {steps} | "
-                     f"{record.get('wall_time_s', 0):.0f} |")
+    lines = ["# Learning-rate search (small_scale_lr_search.yaml): dev half only, seed 0", "",
+             "Each value is the run's best dev-half evaluation (×100; what selects its checkpoint), the mean is taken "
+             "over the tasks every rate of the method has a run for, and the highest mean is chosen (a tie keeps the "
+             "smaller lr). The held-out half plays no part. Steps per run: "
+             + ", ".join(f"{task} {steps.get(task)}" for task in tasks) + ".", "",
+             "| Method | lr | " + " | ".join(tasks) + " | mean | chosen | wall s |",
+             "|---|---|" + "---|" * len(tasks) + "---|---|---|"]
+    for method in sorted(scores, key=_order):
+        shared = _shared_tasks(scores[method])
+        for lr, values in sorted(scores[method].items()):
+            cells = [_shown(values[task]) if task in values else "" for task in tasks]
+            mean = statistics.fmean(values[task] for task in shared) if shared else math.nan
+            lines.append(f"| {METHODS.get(method, method)} | {lr:g} | " + " | ".join(cells)
+                         + f" | {_shown(mean)} | {'yes' if chosen.get(method) == lr else ''} | "
+                         f"{wall[(method, lr)]:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def _shown(value: float) -> str:
+    return f"{100 * value:.1f}" if math.isfinite(value) else "–"
+
+
+def lr_scores(runs: list[dict[str, Any]]) -> dict[str, dict[float, dict[str, float]]]:
+    """method -> lr -> task -> the run's dev-half selection value (record best.value; the mean where seeds
+    repeat); a non-finite value (a diverged run) is -inf, the worst."""
+    values: dict[tuple[str, float, str], list[float]] = defaultdict(list)
+    for record in runs:
+        best = (record.get("best") or {}).get("value")
+        finite = isinstance(best, int | float) and not isinstance(best, bool) and math.isfinite(best)
+        key = (record.get("method"), float(record["config"]["trainer"]["lr"]), str(record.get("task")))
+        values[key].append(float(best) if finite else -math.inf)
+    scores: dict[str, dict[float, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for (method, lr, task), found in values.items():
+        scores[method][lr][task] = statistics.fmean(found)
+    return scores
+
+
+def _shared_tasks(by_lr: dict[float, dict[str, float]]) -> list[str]:
+    return sorted(set.intersection(*(set(values) for values in by_lr.values())))
 
 
 def choose_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -285,20 +316,14 @@ def choose_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
     metric), averaged over the tasks searched; a tie goes to the smaller lr. A method's lrs are compared on the
     tasks every one of them has a record for, so a missing run cannot favour the rate it belongs to; a non-finite
     value (a diverged run) counts as the worst. The held-out half is never read."""
-    scores: dict[str, dict[float, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-    for record in runs:
-        best = (record.get("best") or {}).get("value")
-        finite = isinstance(best, int | float) and not isinstance(best, bool) and math.isfinite(best)
-        lr = float(record["config"]["trainer"]["lr"])
-        scores[record.get("method")][lr][str(record.get("task"))] = float(best) if finite else -math.inf
     chosen: dict[str, float] = {}
-    for method, by_lr in sorted(scores.items(), key=lambda kv: str(kv[0])):
-        shared = set.intersection(*(set(tasks) for tasks in by_lr.values()))
+    for method, by_lr in sorted(lr_scores(runs).items(), key=lambda kv: str(kv[0])):
+        shared = _shared_tasks(by_lr)
         if not shared:
             continue
         best_lr, best_score = None, -math.inf
-        for lr, tasks in sorted(by_lr.items()):
-            score = statistics.fmean(tasks[task] for task in sorted(shared))
+        for lr, values in sorted(by_lr.items()):
+            score = statistics.fmean(values[task] for task in shared)
             if best_lr is None or score > best_score:  # strictly better: ties keep the smaller lr
                 best_lr, best_score = lr, score
         chosen[method] = best_lr

@@ -78,7 +78,11 @@ def test_make_tables_output_is_byte_identical(tmp_path):
     assert set(first) == {"table.md", "lr_search.md", "score_vs_params.png"}
     assert small_scale.main(args) == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
-    assert "| Propulsion(All) | rte | 0.01 (chosen) | 50.0 | 38 | 80 |" in first["lr_search.md"].decode()
+    search = first["lr_search.md"].decode()
+    assert "| Method | lr | cola | mrpc | rte | stsb | mean | chosen | wall s |" in search
+    # every seed's best.value is 0.5; wall is summed over the rate's runs: 50 + 51 + 2 x (60 + 70 + 80) = 521
+    assert "| Propulsion(All) | 0.01 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | yes | 521 |" in search
+    assert "| LoRA | 0.002 |  |  | 50.0 |  | 50.0 | yes | 100 |" in search  # the failed seed-1 run is not read
 
 
 def test_no_records_gives_a_table_and_no_figure(tmp_path):
