@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
 from propulsion import records, small_scale
 
 TPS = {"propulsion": 22274, "propulsion_attn": 6912, "lora": 74498, "bitfit": 174338, "full_ft": 22713986}
@@ -137,3 +141,12 @@ def test_a_partial_sweep_without_an_average_still_draws_its_figure(tmp_path):
     write(tmp_path / "runs", record("rte", "propulsion", 0, {"accuracy": 0.55}), "b")
     assert small_scale.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "score_vs_params.png").stat().st_size > 0
+
+
+def test_the_sweeps_lrs_are_what_the_committed_search_chose():
+    # `make experiment NAME=small_scale` reads vars.lr from the YAML, `make small-scale` passes the search's choice:
+    # the two must agree, or the same sweep would run at other rates depending on how it is started.
+    repo = Path(__file__).resolve().parent.parent
+    searched, _ = small_scale.load(repo / "results/small_scale/lr_search/runs")
+    fixed = OmegaConf.load(repo / "experiments/small_scale.yaml").vars.lr
+    assert searched and small_scale.choose_lrs(searched) == {method: float(lr) for method, lr in fixed.items()}
