@@ -27,7 +27,7 @@ lint:
 # Paper tables and figures from every record under $(RUNS).
 tables:
 	$(PYTHON) -m propulsion.tables --runs $(RUNS) --out results
-	$(PYTHON) -m propulsion.small_scale   # docs/small_scale.md: results/small_scale/{table.md,*.png}
+	$(PYTHON) -m propulsion.small_scale --readme README.md   # docs/small_scale.md: results/small_scale/{table.md,*.png}, README
 
 # One paper table or figure: the sweep in experiments/NAME.yaml (SLURM: add hydra/launcher=submitit_slurm).
 experiment:

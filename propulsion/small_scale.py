@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -330,12 +331,35 @@ def choose_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
     return chosen
 
 
+README_START = "<!-- small-scale table: written by `make tables` (python -m propulsion.small_scale --readme) -->"
+README_END = "<!-- end of the small-scale table -->"
+
+
+def readme_block(table_text: str, n_records: int) -> str:
+    """What README.md shows between its markers: table.md's rows and where the rest is."""
+    rows = [line for line in table_text.splitlines() if line.startswith("|")]
+    return "\n".join([*rows, "", f"{n_records} completed records; the settings they ran with, and what was left out, "
+                       "are in [results/small_scale/table.md](results/small_scale/table.md)."])
+
+
+def write_readme(path: Path, block: str) -> None:
+    """Replace what lies between README_START and README_END in `path` (the rest of the file is untouched)."""
+    text = path.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{path} has no small-scale table block: expected a line {README_START!r} and, after it, "
+                         f"{README_END!r}")
+    path.write_text(text[:start + len(README_START)] + "\n" + block + "\n" + text[end:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The small-scale Table 1 and its figure from the records.")
     parser.add_argument("--runs", default="results/small_scale/runs", help="folder searched for record.json files")
     parser.add_argument("--lr-search", default="results/small_scale/lr_search/runs",
                         help="the lr search's records (a missing folder is skipped)")
     parser.add_argument("--out", default="results/small_scale", help="table.md, lr_search.md and the figure go here")
+    parser.add_argument("--readme", default=None,
+                        help="also write the table into this file between its small-scale markers (README.md)")
     parser.add_argument("--lr-overrides", action="store_true",
                         help="print the search's choice as vars.lr.METHOD=LR overrides for the sweep, write nothing")
     args = parser.parse_args(argv)
@@ -346,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     runs, skipped = load(args.runs)
     text, stats = table(runs, skipped)
+    if args.readme:  # first, so that a README without the markers writes nothing at all
+        try:
+            write_readme(Path(args.readme), readme_block(text, len(runs)))
+        except (OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text)
     drawn = figure(stats, out / f"{FIGURE}.png")

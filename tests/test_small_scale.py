@@ -150,3 +150,25 @@ def test_the_sweeps_lrs_are_what_the_committed_search_chose():
     searched, _ = small_scale.load(repo / "results/small_scale/lr_search/runs")
     fixed = OmegaConf.load(repo / "experiments/small_scale.yaml").vars.lr
     assert searched and small_scale.choose_lrs(searched) == {method: float(lr) for method, lr in fixed.items()}
+
+
+def test_the_readme_block_is_the_tables_rows_and_nothing_else_moves(tmp_path, capsys):
+    make_runs(tmp_path / "runs")
+    readme = tmp_path / "README.md"
+    before, after = "# Title\n\nintro\n\n", "\n\n## Next section\n"
+    readme.write_text(f"{before}{small_scale.README_START}\nstale rows\n{small_scale.README_END}{after}")
+    args = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--readme", str(readme)]
+    assert small_scale.main(args) == 0
+    written = readme.read_text()
+    assert written.startswith(before + small_scale.README_START + "\n") and written.endswith(
+        small_scale.README_END + after)
+    assert "stale rows" not in written and "9 completed records;" in written
+    table_rows = [line for line in (tmp_path / "out" / "table.md").read_text().splitlines() if line.startswith("|")]
+    assert [line for line in written.splitlines() if line.startswith("|")] == table_rows
+    assert small_scale.main(args) == 0 and readme.read_text() == written  # a rerun changes nothing
+
+    bare = tmp_path / "bare.md"
+    bare.write_text("# no markers\n")
+    assert small_scale.main([*args[:2], "--out", str(tmp_path / "out2"), "--readme", str(bare)]) == 2
+    assert "has no small-scale table block" in capsys.readouterr().err
+    assert bare.read_text() == "# no markers\n" and not (tmp_path / "out2").exists()  # nothing half-written
