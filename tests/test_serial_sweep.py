@@ -37,9 +37,10 @@ def test_overrides_replace_swept_values_and_pass_the_rest():
 
 def test_the_lr_search_inherits_the_sweep_and_adds_its_grid():
     jobs = [as_dict(job) for job in serial_sweep.jobs("small_scale_lr_search", [])]
-    assert len(jobs) == 12
-    assert {(job["seed"], job["task"]) for job in jobs} == {("0", "cola")}
-    assert [job["vars.point"] for job in jobs[:2]] == ["low", "high"]
+    assert len(jobs) == 36  # 2 tasks x 6 methods x 3 rates, seed 0 only
+    assert {(job["seed"], job["task"]) for job in jobs} == {("0", "cola"), ("0", "stsb")}
+    assert [job["task"] for job in jobs[::18]] == ["cola", "stsb"]  # task slowest: CoLA's 18 jobs first
+    assert [job["vars.point"] for job in jobs[:3]] == ["low", "high", "beyond"]
 
 
 def test_an_unknown_experiment_is_one_line_and_exit_2(capsys):
