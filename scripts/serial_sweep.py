@@ -6,7 +6,9 @@
 Hydra's multirun runs every job in one process, whose peak resident memory only grows: a record's peak memory
 would be the largest of all jobs before it. One process per job makes it that job's own. Completed runs are
 skipped by the entrypoint (skip_completed), so a relaunch resumes the sweep. A KEY=V1,V2 argument replaces the
-YAML's sweep values for KEY; any other KEY=VALUE is passed to every job.
+YAML's sweep values for KEY; any other KEY=VALUE is passed to every job. A job whose completed record is already
+there is skipped here, without starting its process (the entrypoint's own rule, checked in this process), so a
+relaunch of a mostly finished sweep takes seconds, not a process start per finished job.
 """
 
 from __future__ import annotations
@@ -62,6 +64,37 @@ def jobs(name: str, overrides: list[str]) -> list[list[str]]:
             for combo in itertools.product(*(params[k] for k in keys))]
 
 
+def already_completed(name: str, job: list[str]) -> Path | None:
+    """The job's run folder if it holds a completed record of this very configuration (the entrypoint's skip rule:
+    same folder, status completed, same run id); None otherwise, or if the job does not compose (its own process
+    then says why)."""
+    if str(REPO) not in sys.path:  # this checkout's package, as the jobs get through PYTHONPATH
+        sys.path.insert(0, str(REPO))
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from propulsion import records
+    from propulsion.experiment import run_dir_for
+    from propulsion.run import CONF_DIR, to_spec
+    from propulsion.specs import UserError
+
+    try:  # as the job's process composes it (hydra.mode=RUN: the YAML's sweep values play no part)
+        with initialize_config_dir(config_dir=str(EXPERIMENTS), version_base="1.3"):
+            cfg = compose(config_name=name, overrides=[f"hydra.searchpath=[file://{CONF_DIR}]", *job])
+        spec, config = to_spec(cfg)
+    except (HydraException, UserError, ValueError):
+        return None
+    run_id = records.config_fingerprint(records.run_identity(config))
+    run_dir = run_dir_for(spec, run_id)
+    run_dir = run_dir if run_dir.is_absolute() else REPO / run_dir  # the jobs run in REPO
+    try:
+        previous = records.read_record(run_dir / records.RECORD_NAME)
+    except (OSError, ValueError):
+        return None
+    done = spec.skip_completed and previous.get("status") == "completed" and previous.get("run_id") == run_id
+    return run_dir if done else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="experiments/NAME.yaml")
@@ -81,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                    "--config-name", args.name, "hydra.mode=RUN", *job]
         print(f"[{time.strftime('%H:%M:%S')}] job {number}/{len(planned)}: {' '.join(job)}", flush=True)
         if args.dry_run:
+            continue
+        finished = already_completed(args.name, job)
+        if finished:
+            print(f"skip: {finished} already completed", flush=True)
             continue
         code = subprocess.run(command, cwd=REPO, env=env).returncode
         if code != 0:  # the record says why; the sweep goes on with the next job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 from tests.suite.helpers import REPO
 
@@ -65,3 +66,41 @@ def test_experiment_vars_feed_interpolations_and_stay_out_of_the_record():
     spec, config = to_spec(cfg)
     assert spec.trainer.lr == 0.0005 and config["trainer"]["lr"] == 0.0005
     assert "vars" not in config  # the resolved lr is recorded; the table it came from is not part of the run
+
+
+INPUTS = ["model.name_or_path=/work/models/all-MiniLM-L6-v2", "task.data_dir=/work/shared/data/glue/${task.name}"]
+
+
+def test_a_committed_record_is_found_without_starting_its_process(tmp_path):
+    # The run ids in the committed records were computed by the entrypoint in each job's own process; finding them
+    # here shows that this process composes each job into the same identity (paths are strings: nothing is read).
+    job = next(j for j in serial_sweep.jobs("small_scale", ["seed=0", "task=rte", *INPUTS])
+               if as_dict(j)["method"] == "lora")
+    found = serial_sweep.already_completed("small_scale", job)
+    assert found is not None and found.parent == REPO / "results/small_scale/runs"
+    assert found.name.startswith("all-minilm-l6-v2-rte-lora-s0-")
+    # another configuration of the same cell is another run: not found
+    assert serial_sweep.already_completed("small_scale", [*job, "trainer.lr=0.123"]) is None
+    # a record that did not complete does not count
+    moved = [*job, f"output_root={tmp_path}"]
+    assert serial_sweep.already_completed("small_scale", moved) is None
+    copy = tmp_path / found.name / "record.json"
+    copy.parent.mkdir()
+    record = json.loads((found / "record.json").read_text())
+    copy.write_text(json.dumps(record | {"status": "running"}))
+    assert serial_sweep.already_completed("small_scale", moved) is None
+    copy.write_text(json.dumps(record))
+    assert serial_sweep.already_completed("small_scale", moved) == tmp_path / found.name
+
+
+def test_a_finished_sweep_relaunches_without_running_anything(tmp_path, capsys):
+    # Every job here is complete (a copy of the committed seed-0 RTE LoRA record): main starts no process, which
+    # would fail (no such model directory on a test machine), and says it skipped.
+    job = [j for j in serial_sweep.jobs("small_scale", ["seed=0", "task=rte", "method=lora", *INPUTS])]
+    (found,) = [serial_sweep.already_completed("small_scale", j) for j in job]
+    (tmp_path / found.name).mkdir()
+    (tmp_path / found.name / "record.json").write_text((found / "record.json").read_text())
+    argv = ["small_scale", "seed=0", "task=rte", "method=lora", *INPUTS, f"output_root={tmp_path}"]
+    assert serial_sweep.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"skip: {tmp_path / found.name} already completed" in out and "1 jobs, 0 failed" in out
