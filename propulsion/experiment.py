@@ -24,6 +24,21 @@ def run_dir_for(spec: RunSpec, run_id: str) -> Path:
     return Path(spec.output_root) / name
 
 
+def run_location(spec: RunSpec, config: dict[str, Any]) -> tuple[str, Path]:
+    """The run id (a fingerprint of what the run computes) and the run folder it goes in."""
+    run_id = records.config_fingerprint(run_identity(config))
+    return run_id, run_dir_for(spec, run_id)
+
+
+def completed_record(spec: RunSpec, run_id: str, run_dir: Path) -> dict[str, Any] | None:
+    """The record a rerun is skipped for (skip_completed): this run id's completed record in its folder."""
+    record_path = run_dir / records.RECORD_NAME
+    if not (spec.skip_completed and record_path.exists()):
+        return None
+    previous = records.read_record(record_path)
+    return previous if previous.get("status") == "completed" and previous.get("run_id") == run_id else None
+
+
 def validate(spec: RunSpec, load: bool = True):
     """Everything that can be checked before loading weights or writing anything; returns the task family.
     ``load=False``: only what the configs say (no data file read, no model built on the meta device)."""
@@ -47,15 +62,13 @@ def validate(spec: RunSpec, load: bool = True):
 def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one configuration; returns its record (also written to <run dir>/record.json)."""
     family = validate(spec)
-    run_id = records.config_fingerprint(run_identity(config))
-    run_dir = run_dir_for(spec, run_id)
+    run_id, run_dir = run_location(spec, config)
     record_path = run_dir / records.RECORD_NAME
-    if spec.skip_completed and record_path.exists():
-        previous = records.read_record(record_path)
-        if previous.get("status") == "completed" and previous.get("run_id") == run_id:
-            print(f"skip: {run_dir} already completed")
-            previous["skipped"] = True
-            return previous
+    previous = completed_record(spec, run_id, run_dir)
+    if previous is not None:
+        print(f"skip: {run_dir} already completed")
+        previous["skipped"] = True
+        return previous
 
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, set_seed

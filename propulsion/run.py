@@ -18,7 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
 from propulsion.resources import CONF_DIR, EXPERIMENTS_DIR
 from propulsion.specs import RunSpec, UserError
@@ -69,16 +69,25 @@ def to_spec(cfg: DictConfig) -> tuple[RunSpec, dict]:
     except MissingMandatoryValue as error:
         raise UserError(f"{error.full_key} must be set (it has no default); add it to the config or the "
                         f"command line") from None
+    except InterpolationKeyError as error:  # an experiment's table lacks the swept choice: vars.lr.<method>
+        missing = str(error).split("'")[1] if str(error).count("'") >= 2 else ""
+        table = OmegaConf.select(cfg, missing.rpartition(".")[0], default=None) if "." in missing else None
+        valid = f"; valid choices: {', '.join(map(str, table.keys()))}" if isinstance(table, DictConfig) else ""
+        raise UserError(f"{error.full_key} reads {missing or 'a key'}, which the config does not set{valid}") from None
     config.pop(VARS_KEY, None)
     return RunSpec.from_dict(config), config
 
 
-def compose_spec(overrides: list[str]) -> tuple[RunSpec, dict]:
-    """The spec a command line would give, without running anything (tables, parameter counts)."""
+def compose_spec(overrides: list[str], config_name: str = "config",
+                 config_dir: str | Path | None = None) -> tuple[RunSpec, dict]:
+    """The spec a command line would give (one job: a config's own sweep values play no part), without running
+    anything (tables, parameter counts, a sweep's skip check). ``config_dir``: an experiments folder, with conf/
+    on the search path as the entrypoint's --config-dir has it."""
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_spec(compose(config_name="config", overrides=overrides))
+    search_path = [f"hydra.searchpath=[file://{CONF_DIR}]"] if config_dir else []
+    with initialize_config_dir(config_dir=str(Path(config_dir or CONF_DIR).resolve()), version_base="1.3"):
+        return to_spec(compose(config_name=config_name, overrides=search_path + list(overrides)))
 
 
 def expand_jobs(overrides: list[str], config_name: str = "config",

@@ -65,34 +65,20 @@ def jobs(name: str, overrides: list[str]) -> list[list[str]]:
 
 
 def already_completed(name: str, job: list[str]) -> Path | None:
-    """The job's run folder if it holds a completed record of this very configuration (the entrypoint's skip rule:
-    same folder, status completed, same run id); None otherwise, or if the job does not compose (its own process
-    then says why)."""
+    """The job's run folder if it holds a completed record of this very configuration (the entrypoint's skip rule,
+    experiment.completed_record); None otherwise."""
     if str(REPO) not in sys.path:  # this checkout's package, as the jobs get through PYTHONPATH
         sys.path.insert(0, str(REPO))
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
+    from propulsion.experiment import completed_record, run_location
+    from propulsion.run import compose_spec
 
-    from propulsion import records
-    from propulsion.experiment import run_dir_for
-    from propulsion.run import CONF_DIR, to_spec
-    from propulsion.specs import UserError
-
-    try:  # as the job's process composes it (hydra.mode=RUN: the YAML's sweep values play no part)
-        with initialize_config_dir(config_dir=str(EXPERIMENTS), version_base="1.3"):
-            cfg = compose(config_name=name, overrides=[f"hydra.searchpath=[file://{CONF_DIR}]", *job])
-        spec, config = to_spec(cfg)
-    except (HydraException, UserError, ValueError):
-        return None
-    run_id = records.config_fingerprint(records.run_identity(config))
-    run_dir = run_dir_for(spec, run_id)
-    run_dir = run_dir if run_dir.is_absolute() else REPO / run_dir  # the jobs run in REPO
     try:
-        previous = records.read_record(run_dir / records.RECORD_NAME)
-    except (OSError, ValueError):
+        spec, config = compose_spec(job, config_name=name, config_dir=EXPERIMENTS)
+        run_id, run_dir = run_location(spec, config)
+        run_dir = run_dir if run_dir.is_absolute() else REPO / run_dir  # the jobs run in REPO
+        return run_dir if completed_record(spec, run_id, run_dir) is not None else None
+    except Exception:  # noqa: BLE001 - only a shortcut: the job's own process runs and reports the problem
         return None
-    done = spec.skip_completed and previous.get("status") == "completed" and previous.get("run_id") == run_id
-    return run_dir if done else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,9 @@ def test_a_committed_record_is_found_without_starting_its_process(tmp_path):
     assert found.name.startswith("all-minilm-l6-v2-rte-lora-s0-")
     # another configuration of the same cell is another run: not found
     assert serial_sweep.already_completed("small_scale", [*job, "trainer.lr=0.123"]) is None
+    # a job that does not compose is left to its own process, which says why (not a traceback here)
+    assert serial_sweep.already_completed("small_scale", [*job, "method=no_such_method"]) is None
+    assert serial_sweep.already_completed("small_scale", [*job, "method=ia3"]) is None  # no vars.lr.ia3
     # a record that did not complete does not count
     moved = [*job, f"output_root={tmp_path}"]
     assert serial_sweep.already_completed("small_scale", moved) is None
@@ -104,3 +107,16 @@ def test_a_finished_sweep_relaunches_without_running_anything(tmp_path, capsys):
     assert serial_sweep.main(argv) == 0
     out = capsys.readouterr().out
     assert f"skip: {tmp_path / found.name} already completed" in out and "1 jobs, 0 failed" in out
+
+
+def test_a_method_the_experiments_lr_table_lacks_is_one_line_with_the_valid_choices():
+    import pytest
+
+    from propulsion.run import compose_spec
+    from propulsion.specs import UserError
+
+    with pytest.raises(UserError) as caught:
+        compose_spec(["seed=0", "task=rte", "method=ia3"], config_name="small_scale",
+                     config_dir=serial_sweep.EXPERIMENTS)
+    assert str(caught.value) == ("trainer.lr reads vars.lr.ia3, which the config does not set; valid choices: "
+                                 "propulsion, propulsion_attn, lora, bitfit, full_ft, propulsion_head")
