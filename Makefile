@@ -52,6 +52,8 @@ GLUE_DIR ?= /work/shared/data/glue
 SMALL_SCALE_INPUTS = model.name_or_path=$(MODEL_DIR) 'task.data_dir=$(GLUE_DIR)/$${task.name}'
 small-scale:
 	-HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale_lr_search $(SMALL_SCALE_INPUTS)
+	-HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale_lr_search method=propulsion_head vars.point=further \
+		$(SMALL_SCALE_INPUTS)
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale $(SMALL_SCALE_INPUTS) \
 		$$($(PYTHON) -m propulsion.small_scale --lr-overrides) $(ARGS)
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
+from propulsion.run import compose_spec
+from propulsion.specs import UserError
 from tests.suite.helpers import REPO
 
 spec = importlib.util.spec_from_file_location("serial_sweep", REPO / "scripts" / "serial_sweep.py")
@@ -43,6 +47,22 @@ def test_the_lr_search_inherits_the_sweep_and_adds_its_grid():
     assert [job["task"] for job in jobs[::18]] == ["cola", "stsb"]  # task slowest: CoLA's 18 jobs first
     assert [job["vars.point"] for job in jobs[:3]] == ["low", "high", "beyond"]
 
+
+
+def test_the_further_point_runs_only_the_method_still_at_an_edge():
+    # The Makefile's small-scale target runs `method=propulsion_head vars.point=further` after the grid: that job pair
+    # composes at the rate past Propulsion + head's chosen edge, and another method at that point is one line.
+    overrides = ["method=propulsion_head", "vars.point=further"]
+    jobs = serial_sweep.jobs("small_scale_lr_search", overrides)
+    assert [as_dict(job)["task"] for job in jobs] == ["cola", "stsb"]
+    experiments = REPO / "experiments"
+    for job in jobs:
+        spec, _ = compose_spec(job, config_name="small_scale_lr_search", config_dir=experiments)
+        assert spec.trainer.lr == 8e-5 and spec.method.name == "propulsion_head"
+    with pytest.raises(UserError, match=r"vars\.grid\.further\.lora.*valid choices: propulsion_head$"):
+        compose_spec(["method=lora", "vars.point=further", "task=cola"], config_name="small_scale_lr_search",
+                     config_dir=experiments)
+    assert "method=propulsion_head vars.point=further" in (REPO / "Makefile").read_text()
 
 def test_an_unknown_experiment_is_one_line_and_exit_2(capsys):
     assert serial_sweep.main(["small_scale_typo", "--dry-run"]) == 2
@@ -110,11 +130,6 @@ def test_a_finished_sweep_relaunches_without_running_anything(tmp_path, capsys):
 
 
 def test_a_method_the_experiments_lr_table_lacks_is_one_line_with_the_valid_choices():
-    import pytest
-
-    from propulsion.run import compose_spec
-    from propulsion.specs import UserError
-
     with pytest.raises(UserError) as caught:
         compose_spec(["seed=0", "task=rte", "method=ia3"], config_name="small_scale",
                      config_dir=serial_sweep.EXPERIMENTS)
