@@ -187,7 +187,7 @@ def load(root: str | Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]
         try:
             record = records.read_record(path)
         except (OSError, ValueError, json.JSONDecodeError) as error:
-            skipped.append((str(path), f"unreadable: {str(error).splitlines()[0][:120]}"))
+            skipped.append((str(path), f"unreadable: {str(error).splitlines()[0]}"))
             continue
         if record.get("status") != "completed":
             skipped.append((str(path), f"status {record.get('status')!r}: {record.get('error') or 'unfinished'}"))

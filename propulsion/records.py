@@ -257,7 +257,7 @@ def load(runs_dir: str | Path):
         try:
             rows.append(flat_row(read_record(path), path))
         except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
-            rows.append({"status": "unreadable", "error": str(error).splitlines()[0][:200], "path": str(path)})
+            rows.append({"status": "unreadable", "error": str(error).splitlines()[0], "path": str(path)})
     frame = pd.DataFrame(rows)
     metric_columns = sorted(c for c in frame.columns if c.startswith("metric."))
     return frame.reindex(columns=[*FRAME_COLUMNS, *metric_columns])

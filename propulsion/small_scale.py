@@ -55,7 +55,7 @@ def load(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
         try:
             record = records.read_record(path)
         except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
-            skipped.append(f"{path}: unreadable ({str(error).splitlines()[0][:100]})")
+            skipped.append(f"{path}: unreadable ({str(error).splitlines()[0]})")
             continue
         if record.get("status") != "completed" or not isinstance(record.get("metrics"), dict):
             skipped.append(f"{path}: status {record.get('status')!r}")
