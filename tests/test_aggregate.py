@@ -226,7 +226,6 @@ def test_broken_failed_and_foreign_records_are_reported_and_skipped(runs, tmp_pa
     assert "skipped" in capsys.readouterr().out
 
 
-
 def test_a_skipped_records_reason_survives_a_long_path(tmp_path):
     # read_record's message starts with the path: a cut to a fixed length once left "not a schema-1 run re"
     deep = tmp_path / ("a" * 100) / ("b" * 100) / records.RECORD_NAME
@@ -234,6 +233,7 @@ def test_a_skipped_records_reason_survives_a_long_path(tmp_path):
     deep.write_text('{"schema_version": 0}')
     _, skipped = aggregate.load(tmp_path)
     assert skipped == [(str(deep), f"unreadable: {deep}: not a schema-{records.SCHEMA_VERSION} run record")]
+
 
 def test_output_is_byte_identical_on_rerun(runs, tmp_path):
     first = run_main(runs, tmp_path / "one", figures=True)

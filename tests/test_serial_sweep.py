@@ -48,7 +48,6 @@ def test_the_lr_search_inherits_the_sweep_and_adds_its_grid():
     assert [job["vars.point"] for job in jobs[:3]] == ["low", "high", "beyond"]
 
 
-
 def test_the_further_point_runs_only_the_method_still_at_an_edge():
     # The Makefile's small-scale target runs `method=propulsion_head vars.point=further` after the grid: that job pair
     # composes at the rate past Propulsion + head's chosen edge, and another method at that point is one line.
@@ -63,6 +62,7 @@ def test_the_further_point_runs_only_the_method_still_at_an_edge():
         compose_spec(["method=lora", "vars.point=further", "task=cola"], config_name="small_scale_lr_search",
                      config_dir=experiments)
     assert "method=propulsion_head vars.point=further" in (REPO / "Makefile").read_text()
+
 
 def test_an_unknown_experiment_is_one_line_and_exit_2(capsys):
     assert serial_sweep.main(["small_scale_typo", "--dry-run"]) == 2
