@@ -26,8 +26,8 @@ lint:
 
 # Paper tables and figures from every record under $(RUNS).
 tables:
-	$(PYTHON) -m propulsion.tables --runs $(RUNS) --out results
-	$(PYTHON) -m propulsion.small_scale --readme README.md   # docs/small_scale.md: results/small_scale/{table.md,*.png}, README
+	$(PYTHON) -m propulsion.reports.cli --runs $(RUNS) --out results
+	$(PYTHON) -m propulsion.reports.small_scale --readme README.md   # docs/small_scale.md: results/small_scale/{table.md,*.png}, README
 
 # One paper table or figure: the sweep in experiments/NAME.yaml (SLURM: add hydra/launcher=submitit_slurm).
 experiment:
@@ -35,7 +35,7 @@ experiment:
 
 # What experiments/NAME.yaml will cost, without loading weights or data: steps, evaluations, tokens, memory, GPU-hours.
 plan:
-	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.plan --config-name $(NAME) $(ARGS)   # ARGS="--gpu h200" etc.
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.plan --config-name $(NAME) $(ARGS)   # ARGS="--gpu h200" etc.
 
 table1:
 	$(MAKE) experiment NAME=table1_roberta_base
@@ -55,11 +55,11 @@ small-scale:
 	-HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale_lr_search method=propulsion_head vars.point=further \
 		$(SMALL_SCALE_INPUTS)
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale $(SMALL_SCALE_INPUTS) \
-		$$($(PYTHON) -m propulsion.small_scale --lr-overrides) $(ARGS)
+		$$($(PYTHON) -m propulsion.reports.small_scale --lr-overrides) $(ARGS)
 
 # The NTK analysis on the same real encoder and 16 real RTE dev pairs (docs/small_scale.md; a few CPU-minutes).
 ntk-small-scale:
-	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.ntk --model $(MODEL_DIR) --data $(GLUE_DIR)/rte/validation.jsonl \
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.ntk --model $(MODEL_DIR) --data $(GLUE_DIR)/rte/validation.jsonl \
 		--n 16 --steps 10 --degree 15 --out results/small_scale/ntk/rte-k15-n16-t10
 
 bench:
@@ -74,4 +74,4 @@ clean-demo:
 
 # NTK analysis (paper §3, App. B-C): full fine-tuning vs Propulsion kernels on a tiny model, offline.
 ntk:
-	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.ntk --model tiny-roberta --out results/runs/ntk-tiny
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.ntk --model tiny-roberta --out results/runs/ntk-tiny

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from propulsion.hooks import Hooks
 from propulsion.method import PropulsionConfig, count_parameters, head_module_names, inject_propulsion
 from propulsion.method.presets import resolve_targets
 from propulsion.specs import MethodSpec, UserError
+from propulsion.training.hooks import Hooks
 
 # Model kind (models.AUTO_CLASSES) -> PEFT task type.
 PEFT_TASK_TYPES = {
@@ -130,7 +130,7 @@ def _resolve(model: torch.nn.Module, targets: Any) -> list[str] | None:
 def check_targets(model_config, spec: MethodSpec, model_kind: str) -> None:
     """Refuse target patterns that match no module of the model, before anything is loaded or written: the
     model is built on the meta device from its config (no weights, no memory)."""
-    from propulsion.models import auto_class
+    from propulsion.backbones import auto_class
 
     if spec.kind not in ("propulsion", "peft") or spec.targets in (None, "all"):
         return
@@ -287,7 +287,7 @@ def count(model: torch.nn.Module) -> dict[str, Any]:
 
 def count_parameters_on_meta(model_config, spec: MethodSpec, model_kind: str) -> dict[str, Any]:
     """Counts for a full-size model built on the meta device from its config: no download, no memory."""
-    from propulsion.models import auto_class
+    from propulsion.backbones import auto_class
 
     with torch.device("meta"):
         model = auto_class(model_kind).from_config(model_config)

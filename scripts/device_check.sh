@@ -15,7 +15,7 @@ status=0
 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 "$python" -m pytest -p no:cacheprovider tests/test_cuda.py 2>&1 \
     | tee "$out/cuda-tests.log" || status=1
 for dropout in 0.1 0; do
-    PYTHONUNBUFFERED=1 "$python" -m propulsion.bench --attention-dropout "$dropout" \
+    PYTHONUNBUFFERED=1 "$python" -m propulsion.studies.bench --attention-dropout "$dropout" \
         --out "$out/bench-attention-dropout-$dropout.json" 2>&1 | tee "$out/bench-attention-dropout-$dropout.log" \
         || status=1
 done

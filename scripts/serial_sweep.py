@@ -69,8 +69,8 @@ def already_completed(name: str, job: list[str]) -> Path | None:
     experiment.completed_record); None otherwise."""
     if str(REPO) not in sys.path:  # this checkout's package, as the jobs get through PYTHONPATH
         sys.path.insert(0, str(REPO))
-    from propulsion.experiment import completed_record, run_location
-    from propulsion.run import compose_spec
+    from propulsion.compose import compose_spec
+    from propulsion.training.one_run import completed_record, run_location
 
     try:
         spec, config = compose_spec(job, config_name=name, config_dir=EXPERIMENTS)

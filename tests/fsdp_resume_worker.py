@@ -20,10 +20,11 @@ from safetensors.torch import save_file
 from torch.distributed.fsdp import fully_shard
 from transformers import AutoModelForSequenceClassification, get_scheduler
 
-from propulsion import adapt, checkpoint, tiny
-from propulsion.hooks import Hooks
+from propulsion import adapt, tiny
 from propulsion.method import sharding, trainable_state
 from propulsion.specs import MethodSpec
+from propulsion.training import checkpoints
+from propulsion.training.hooks import Hooks
 
 STEPS, STOP = 6, 3
 from propulsion.tasks.glue import MODEL_KIND as KIND  # noqa: E402
@@ -68,12 +69,12 @@ def run(folder: Path, accelerator, mode: str) -> None:
     rank = accelerator.process_index
     if mode == "first":
         train(model, optimizer, scheduler, 0, STOP, rank)
-        checkpoint.save(checkpoint_dir, accelerator, model, optimizer, scheduler, {"step": STOP}, {}, Hooks())
+        checkpoints.save(checkpoint_dir, accelerator, model, optimizer, scheduler, {"step": STOP}, {}, Hooks())
         return
     start = 0
     if mode == "resume":
-        assert checkpoint.exists(checkpoint_dir, accelerator)
-        state, _ = checkpoint.load(checkpoint_dir, accelerator, model, optimizer, scheduler, Hooks())
+        assert checkpoints.exists(checkpoint_dir, accelerator)
+        state, _ = checkpoints.load(checkpoint_dir, accelerator, model, optimizer, scheduler, Hooks())
         start = state["step"]
     train(model, optimizer, scheduler, start, STEPS, rank)
     state = trainable_state(model)  # every process gathers

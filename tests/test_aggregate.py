@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from propulsion import aggregate, records, selection, tables
-from propulsion.selection import PAPER_DIR
+from propulsion import records
+from propulsion.reports import cli, engine, selection
+from propulsion.reports.selection import PAPER_DIR
 
 PAPER_TEXT = Path("/work/shared/paper/propulsion.md")
 
@@ -74,7 +75,7 @@ def runs(tmp_path):
 def run_main(runs: Path, out: Path, *extra: str, figures: bool = False) -> dict[str, str]:
     """Tables (and figures if asked: they take seconds) from the records under runs; {file name: text}."""
     flags = ["--no-offline-counts"] + ([] if figures else ["--no-figures"])
-    assert aggregate.main(["--runs", str(runs), "--out", str(out), *flags, *extra]) == 0
+    assert engine.main(["--runs", str(runs), "--out", str(out), *flags, *extra]) == 0
     return {p.name: p.read_text() for p in sorted((out / "tables").iterdir())}
 
 
@@ -231,7 +232,7 @@ def test_a_skipped_records_reason_survives_a_long_path(tmp_path):
     deep = tmp_path / ("a" * 100) / ("b" * 100) / records.RECORD_NAME
     deep.parent.mkdir(parents=True)
     deep.write_text('{"schema_version": 0}')
-    _, skipped = aggregate.load(tmp_path)
+    _, skipped = engine.load(tmp_path)
     assert skipped == [(str(deep), f"unreadable: {deep}: not a schema-{records.SCHEMA_VERSION} run record")]
 
 
@@ -263,7 +264,7 @@ def test_rows_without_records_are_counted_by_the_injected_counter(tmp_path):
 
     write_run(tmp_path / "runs", "a")
     argv = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-figures"]
-    assert aggregate.main(argv, count=count) == 0
+    assert engine.main(argv, count=count) == 0
     text = (tmp_path / "out" / "tables" / "table1.md").read_text()
     assert md_row(text, "roberta-base", "lora")["#TPs ours / paper"] == "1,234 / 0.89M"
     assert md_row(text, "roberta-base", "propulsion")["#TPs ours / paper"] == "86,018 / 0.086M"  # from the record
@@ -277,7 +278,7 @@ def test_rows_without_records_are_counted_by_the_injected_counter(tmp_path):
     assert ("roberta-base", "propulsion", "sst2", ("method.targets=query",)) in asked
     # no counter (or --no-offline-counts): "–", and nothing asked
     asked.clear()
-    assert aggregate.main([*argv, "--no-offline-counts"], count=count) == 0 and asked == []
+    assert engine.main([*argv, "--no-offline-counts"], count=count) == 0 and asked == []
 
 
 def test_tables_entrypoint_counts_rows_on_the_meta_device(tmp_path):
@@ -289,7 +290,7 @@ def test_tables_entrypoint_counts_rows_on_the_meta_device(tmp_path):
     (paper_dir / "table5.csv").write_text(header + "5,roberta-base,propulsion:mlp,sst2,accuracy,92.42,0.0115M,\n")
     argv = ["--runs", str(tmp_path / "none"), "--out", str(tmp_path / "out"), "--paper", str(paper_dir),
             "--no-figures"]
-    assert tables.main(argv) == 0
+    assert cli.main(argv) == 0
     text = {n: (tmp_path / "out" / "tables" / f"{n}.md").read_text() for n in ("table1", "table5")}
     assert md_row(text["table1"], "roberta-base", "lora")["#TPs ours / paper"] == "887,042 / 0.89M"
     # 12 x (intermediate 3072 + output 768) z entries
@@ -298,7 +299,7 @@ def test_tables_entrypoint_counts_rows_on_the_meta_device(tmp_path):
 
 
 def test_the_meta_counter_answers_none_for_names_without_a_config():
-    from propulsion.run import trainable_count
+    from propulsion.compose import trainable_count
 
     assert trainable_count("roberta-base", "no-such-method", "cola") is None
     assert trainable_count("my-local-model", "lora", "cola") is None
@@ -359,7 +360,7 @@ def test_the_average_rule_reproduces_the_papers_avg_column():
     for model, method in sorted({(r["model"], r["method"]) for r in rows}):
         mine = {(r["task"], r["metric"]): float(r["value"])
                 for r in rows if (r["model"], r["method"]) == (model, method)}
-        first, second = aggregate.paper_average({header[k]: v for k, v in mine.items() if k in header})
+        first, second = engine.paper_average({header[k]: v for k, v in mine.items() if k in header})
         if abs(first - mine[("average", "accuracy")]) > 0.011 or abs(second - mine[("average", "f1")]) > 0.011:
             mismatched.append((model, method))
     # The two printed averages that disagree with the paper's own cells (84.20 vs 84.01; 88.20 vs 87.11).
@@ -420,7 +421,7 @@ def test_notes_state_what_the_papers_numbers_show():
               if value(t5, method="propulsion:attn", task=t)
               != value(t1, model="roberta-base", method="propulsion_attn", task=t, metric="accuracy")]
     assert differ == ["sst2", "qqp"]
-    note = aggregate.NOTES["table5"][0]
+    note = engine.NOTES["table5"][0]
     assert "SST-2 (92.72 vs 92.03) and QQP (85.82 vs 86.73)" in note and "QNLI" not in note
-    assert "roberta-base / bitfit" in aggregate.NOTES["table1"][1] and "roberta-large / adalora" in \
-        aggregate.NOTES["table1"][1]
+    assert "roberta-base / bitfit" in engine.NOTES["table1"][1] and "roberta-large / adalora" in \
+        engine.NOTES["table1"][1]

@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from propulsion import bench
+from propulsion.studies import bench
 
 
 def test_tiny_benchmark_writes_a_record_with_every_method(tmp_path, capsys):

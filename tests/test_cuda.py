@@ -10,7 +10,8 @@ import warnings
 import pytest
 import torch
 
-from propulsion import PropulsionConfig, bench, get_propulsion_model
+from propulsion import PropulsionConfig, get_propulsion_model
+from propulsion.studies import bench
 from tests.method.tiny_models import batch, roberta_classifier
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (make device-check)")

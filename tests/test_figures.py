@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from propulsion import aggregate, figures, records
+from propulsion import records
+from propulsion.reports import engine, figures
 from tests.test_aggregate import write_run
 
 
@@ -70,7 +71,7 @@ def drawn(monkeypatch):
 
 
 def make(runs, tmp_path):
-    good, _skipped = aggregate.load(runs)
+    good, _skipped = engine.load(runs)
     return figures.make_all(good, tmp_path / "figures", bench=figures.load_bench(runs))
 
 

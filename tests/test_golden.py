@@ -13,8 +13,8 @@ import os
 
 import pytest
 
-from propulsion.experiment import run_experiment
-from propulsion.run import compose_spec
+from propulsion.compose import compose_spec
+from propulsion.training.one_run import run_experiment
 from tests.suite.helpers import write_glue
 
 STEPS = 8

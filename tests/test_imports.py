@@ -95,10 +95,11 @@ def test_no_import_cycle_in_the_package():
 
 def test_tables_and_figures_do_not_reach_the_entrypoint_or_the_training_stack():
     edges = graph()
-    assert edges["propulsion.aggregate"] >= {"propulsion.selection", "propulsion.figures"}
-    assert "propulsion.selection" in edges["propulsion.figures"]
-    for module in ("propulsion.aggregate", "propulsion.figures", "propulsion.selection"):
-        assert not reaches(edges, module) & {"propulsion.run", "propulsion.experiment", "propulsion.training"}, module
+    assert edges["propulsion.reports.engine"] >= {"propulsion.reports.selection", "propulsion.reports.figures"}
+    assert "propulsion.reports.selection" in edges["propulsion.reports.figures"]
+    for module in ("propulsion.reports.engine", "propulsion.reports.figures", "propulsion.reports.selection"):
+        assert not reaches(edges, module) & {"propulsion.run", "propulsion.training.one_run",
+                                             "propulsion.training.loop"}, module
 
 
 def test_only_run_py_imports_hydra():
@@ -109,4 +110,4 @@ def test_only_run_py_imports_hydra():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             if any(n.split(".")[0] in ("hydra", "omegaconf") for n in names):
                 users.add(module_name(path))
-    assert users == {"propulsion.run"}
+    assert users == {"propulsion.run", "propulsion.compose"}

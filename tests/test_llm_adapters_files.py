@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from propulsion.run import compose_spec
+from propulsion.compose import compose_spec
 from propulsion.specs import UserError
 from propulsion.tasks import llm_adapters_files as files
 from tests.suite.helpers import records_under, run_cli

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from propulsion.metrics import (
+from propulsion.tasks.metrics import (
     COMMONSENSE_DATASETS,
     MATH_DATASETS,
     extract_answer,
@@ -30,7 +30,7 @@ approx = pytest.approx
 
 def _glue_metrics(task: str) -> list[str]:
     """The metrics a shipped GLUE task's YAML lists (composed, so its shared base counts too)."""
-    from propulsion.run import compose_spec
+    from propulsion.compose import compose_spec
 
     return compose_spec([f"task={task}"])[0].task.metrics
 
@@ -89,7 +89,7 @@ def test_glue_errors_and_main_metric():
     # The metrics and the one that selects the best checkpoint live in each task's YAML. The choice follows the
     # GLUE fine-tuning literature the paper compares with (RoBERTa, LoRA, AdaLoRA): MCC for CoLA, Pearson for
     # STS-B, accuracy for the rest, MRPC and QQP included (their F1 is reported beside it).
-    from propulsion.run import compose_spec
+    from propulsion.compose import compose_spec
 
     expected = {"cola": ("matthews_correlation", ["matthews_correlation"]),
                 "stsb": ("pearson", ["pearson", "spearmanr"]),

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
-from propulsion import ntk, tiny
+from propulsion import tiny
+from propulsion.studies import ntk
 
 try:  # the Propulsion library; until it lands, a stand-in injector below keeps these tests meaningful
     from propulsion.method import inject_propulsion  # noqa: F401

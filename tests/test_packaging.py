@@ -89,7 +89,7 @@ def test_a_checkout_reads_its_own_folders():
 
 
 def test_unknown_experiment_is_one_line():
-    from propulsion.run import expand_experiment
+    from propulsion.compose import expand_experiment
 
     argv, problem = expand_experiment(["--experiment", "fig11_pooling", "seed=1"])
     assert problem is None and argv == ["--config-dir", str(resources.EXPERIMENTS_DIR), "--config-name",

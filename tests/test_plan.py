@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from propulsion import plan
 from propulsion.specs import UserError
+from propulsion.studies import plan
 from tests.suite.helpers import REPO, records_under, run_cli, write_glue
 
 TINY_TRAINER = ["trainer=quick", "trainer.epochs=3", "trainer.batch_size=8", "trainer.eval_every=7", "logger=none"]
@@ -110,7 +110,7 @@ def test_a_job_that_does_not_fit_one_gpu_gets_a_sharded_launch():
 def test_unknown_gpu_and_unknown_sizes_are_one_line():
     with pytest.raises(UserError, match="valid choices: a100-80gb, h100-80gb, h200"):
         plan.plan(["model=roberta-base"], gpu="v100")
-    command = [sys.executable, "-m", "propulsion.plan", "--gpu", "v100", "model=roberta-base"]
+    command = [sys.executable, "-m", "propulsion.studies.plan", "--gpu", "v100", "model=roberta-base"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1",
                                                                                      "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr

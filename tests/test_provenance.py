@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from propulsion import models
+from propulsion import backbones
 from propulsion.specs import ModelSpec, TaskSpec
 from propulsion.tasks import data
 
@@ -42,13 +42,13 @@ def test_a_local_model_directory_is_hashed_file_by_file(tmp_path):
     (tmp_path / "config.json").write_bytes(b"abc")
     (tmp_path / "model.safetensors").write_bytes(b"weights")
     (tmp_path / "README.md").write_text("not part of the numbers")
-    found = models.provenance(ModelSpec(name="m", name_or_path=str(tmp_path)))
+    found = backbones.provenance(ModelSpec(name="m", name_or_path=str(tmp_path)))
     assert found == {"source": "local", "name_or_path": str(tmp_path), "path": str(tmp_path.resolve()),
                      "sha256": {"config.json": ABC_SHA256,
                                 "model.safetensors": hashlib.sha256(b"weights").hexdigest()}}
 
 
 def test_hub_and_tiny_models_name_their_source():
-    assert models.provenance(ModelSpec(name="m", name_or_path="org/model", revision="v1")) == {
+    assert backbones.provenance(ModelSpec(name="m", name_or_path="org/model", revision="v1")) == {
         "source": "hub", "name_or_path": "org/model", "revision": "v1"}
-    assert models.provenance(ModelSpec(name="t", tiny="roberta")) == {"source": "tiny", "family": "roberta"}
+    assert backbones.provenance(ModelSpec(name="t", tiny="roberta")) == {"source": "tiny", "family": "roberta"}

@@ -272,7 +272,7 @@ def test_deberta_v3_base_propulsion_counts(targets, expected):
     from transformers import DebertaV2Config
 
     from propulsion.adapt import count_parameters_on_meta
-    from propulsion.run import parameter_count
+    from propulsion.compose import parameter_count
 
     spec = MethodSpec(name="propulsion", kind="propulsion", degree=35, targets=targets)
     counted = count_parameters_on_meta(DebertaV2Config(**DEBERTA_V3_BASE), spec, qa.MODEL_KIND)

@@ -15,9 +15,9 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from propulsion import metrics, models
+from propulsion import backbones
 from propulsion.specs import ModelSpec, TaskSpec, UserError
-from propulsion.tasks import reasoning
+from propulsion.tasks import metrics, reasoning
 from tests.suite.helpers import REPO, records_under, run_cli
 
 MATH_TRAIN = {"instruction": "tom has 3 apples and buys 4 more. how many apples does he have?", "input": "",
@@ -116,13 +116,13 @@ def test_commonsense_single_test_set(tmp_path):
 ])
 def test_model_dropout_sets_each_familys_own_keys(family, keys):
     spec = ModelSpec(name=f"tiny-{family}", tiny=family, dropout=0.1)
-    assert models.config_overrides(spec, {"num_labels": 3}) == keys | {"num_labels": 3}
-    assert models.config_overrides(ModelSpec(name="x", tiny=family)) == {}  # null keeps the checkpoint's values
+    assert backbones.config_overrides(spec, {"num_labels": 3}) == keys | {"num_labels": 3}
+    assert backbones.config_overrides(ModelSpec(name="x", tiny=family)) == {}  # null keeps the checkpoint's values
 
 
 def test_model_dropout_reaches_the_built_modules():
     spec = ModelSpec(name="tiny-gptj", tiny="gptj", dropout=0.25)
-    model = models.load_model(spec, "causal-lm", models.config_overrides(spec))
+    model = backbones.load_model(spec, "causal-lm", backbones.config_overrides(spec))
     rates = {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
     assert rates == {0.25}  # embedding, residual and attention dropout (tiny-gptj's own are 0.0)
     with pytest.raises(UserError, match=r"model.dropout must be a number in \[0, 1\) or null, got 1.5"):
@@ -136,7 +136,7 @@ def _task(**changes) -> TaskSpec:
 
 
 def test_prompt_tokens_masked_exactly():
-    tokenizer = models.load_tokenizer(ModelSpec(name="t", tiny="llama"), padding_side="left")
+    tokenizer = backbones.load_tokenizer(ModelSpec(name="t", tiny="llama"), padding_side="left")
     prompt_ids = tokenizer(reasoning.train_prompt(MATH_TRAIN["instruction"]))["input_ids"][:-1]  # <s> prompt, no </s>
     encoded = reasoning.encode_example(tokenizer, MATH_TRAIN, cutoff=256, train_on_inputs=False)
     n = len(prompt_ids)
@@ -158,7 +158,7 @@ def test_prompt_tokens_masked_exactly():
 
 
 def test_training_batches_pad_right_generation_batches_left():
-    tokenizer = models.load_tokenizer(ModelSpec(name="t", tiny="llama"), padding_side="left")
+    tokenizer = backbones.load_tokenizer(ModelSpec(name="t", tiny="llama"), padding_side="left")
     collate = reasoning.collator(tokenizer)
     train = collate([{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]},
                      {"input_ids": [5], "attention_mask": [1], "labels": [5]}])
@@ -175,8 +175,8 @@ def test_training_batches_pad_right_generation_batches_left():
 def test_batched_generation_equals_one_at_a_time(family):
     task = _task()
     spec = ModelSpec(name="t", tiny=family)
-    tokenizer = models.load_tokenizer(spec, padding_side=reasoning.PADDING_SIDE)
-    model = models.load_model(spec, reasoning.MODEL_KIND)
+    tokenizer = backbones.load_tokenizer(spec, padding_side=reasoning.PADDING_SIDE)
+    model = backbones.load_model(spec, reasoning.MODEL_KIND)
     raw = reasoning.load_raw(task)
     rows = datasets.concatenate_datasets([raw["gsm8k"], raw["AQuA"]])  # prompts of different lengths
     data = reasoning.tokenize(task, rows, tokenizer, train=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from propulsion import models
+from propulsion import backbones
 from propulsion.specs import ModelSpec, TaskSpec, UserError
 from propulsion.tasks import reasoning
 from tests.suite.helpers import REPO
@@ -93,7 +93,7 @@ def _task(**changes) -> TaskSpec:
 
 
 def test_train_on_inputs_default_true_and_false_masks_their_user_prompt():
-    tokenizer = models.load_tokenizer(ModelSpec(name="t", tiny="llama"), padding_side="left")
+    tokenizer = backbones.load_tokenizer(ModelSpec(name="t", tiny="llama"), padding_side="left")
     raw = reasoning.load_raw(_task())["math_10k"].select(range(3))
     default = reasoning.tokenize(_task(), raw, tokenizer, train=True)
     for row in default:  # the loss covers the prompt too
@@ -114,7 +114,7 @@ def test_held_out_rows_are_scored_by_loss_and_test_rows_by_generation():
     assert splits.notes["selection"] == "lowest loss on 5 held-out training rows (split seed 42)"
     again = reasoning.apply_protocol(task, reasoning.load_raw(task), "paper", seed=4)  # their fixed split seed
     assert again.dev["validation"]["instruction"] == splits.dev["validation"]["instruction"]
-    tokenizer = models.load_tokenizer(ModelSpec(name="t", tiny="gptj"), padding_side="left")
+    tokenizer = backbones.load_tokenizer(ModelSpec(name="t", tiny="gptj"), padding_side="left")
     dev = reasoning.tokenize(task, splits.dev["validation"], tokenizer, train=False)
     assert set(dev.column_names) == {"input_ids", "attention_mask", "labels"}
     test = reasoning.tokenize(task, splits.test["gsm8k"], tokenizer, train=False)
@@ -125,7 +125,7 @@ def test_held_out_rows_are_scored_by_loss_and_test_rows_by_generation():
 
 
 def test_task_config_carries_llm_adapters_trainer_defaults():
-    from propulsion.run import compose_spec
+    from propulsion.compose import compose_spec
 
     spec, config = compose_spec(["task=arithmetic", "model=tiny-llama"])
     assert (spec.trainer.warmup_steps, spec.trainer.scheduler, spec.trainer.eval_every) == (100, "linear", 200)
@@ -158,7 +158,7 @@ def test_every_table3_job_composes_and_lora_is_theirs_on_each_llm():
     from hydra import compose, initialize_config_dir
 
     from propulsion import adapt
-    from propulsion.run import CONF_DIR, parameter_count, to_spec
+    from propulsion.compose import CONF_DIR, parameter_count, to_spec
 
     experiments = REPO / "experiments"
     params = OmegaConf.load(experiments / "table3_reasoning.yaml").hydra.sweeper.params
@@ -253,8 +253,8 @@ def test_validation_functions_directly(tmp_path):
 def test_tables_compare_records_with_the_settings_composed_for_their_task():
     # conf/method and conf/trainer read task values through oc.select: the tables resolve them the same way, so a
     # Table 3 LoRA run (r=32, 100 warm-up steps) is on the table's setting and a GLUE LoRA run (r=8, 500) on its own.
-    from propulsion import selection
-    from propulsion.run import compose_spec
+    from propulsion.compose import compose_spec
+    from propulsion.reports import selection
 
     _, reasoning_lora = compose_spec(["task=arithmetic", "method=lora", "model=llama-7b", "trainer.weight_decay=0.01",
                                       "trainer.precision=bf16"])

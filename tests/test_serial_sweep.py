@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from propulsion.run import compose_spec
+from propulsion.compose import compose_spec
 from propulsion.specs import UserError
 from tests.suite.helpers import REPO
 
@@ -75,7 +75,7 @@ def test_experiment_vars_feed_interpolations_and_stay_out_of_the_record():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from propulsion.run import CONF_DIR, to_spec
+    from propulsion.compose import CONF_DIR, to_spec
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["model=tiny-roberta", "method=lora"])

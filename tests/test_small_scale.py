@@ -1,4 +1,4 @@
-"""propulsion/small_scale.py on hand-made records: cell values, the average, counts, and byte-identical reruns."""
+"""reports/small_scale.py on hand-made records: cell values, the average, counts, and byte-identical reruns."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from propulsion import records, small_scale
+from propulsion import records
+from propulsion.reports import small_scale
 
 TPS = {"propulsion": 22274, "propulsion_attn": 6912, "lora": 74498, "bitfit": 174338, "full_ft": 22713986}
 

@@ -12,7 +12,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 
 from propulsion import tiny
-from propulsion.run import compose_spec
+from propulsion.compose import compose_spec
 from propulsion.specs import MethodSpec, TaskSpec
 from propulsion.tasks import samples, summarization
 from tests.suite.helpers import records_under, run_cli
@@ -178,7 +178,7 @@ def test_bart_large_propulsion_counts(targets, expected):
     from transformers import BartConfig
 
     from propulsion.adapt import count_parameters_on_meta
-    from propulsion.run import parameter_count
+    from propulsion.compose import parameter_count
 
     spec = MethodSpec(name="propulsion", kind="propulsion", degree=35, targets=targets)
     counted = count_parameters_on_meta(BartConfig(**BART_LARGE), spec, summarization.MODEL_KIND)
@@ -188,16 +188,16 @@ def test_bart_large_propulsion_counts(targets, expected):
 
 
 def test_generation_rows_are_grouped_longest_first_and_the_subset_is_fixed():
-    from propulsion import dev_evaluation
     from propulsion.specs import EvaluationSpec
+    from propulsion.training import evaluation_schedule
 
     rows = Dataset.from_dict({"input_ids": [[1] * n for n in (3, 9, 1, 9, 5)], "example_id": list("abcde")})
-    assert dev_evaluation.by_length(rows)["example_id"] == ["b", "d", "e", "a", "c"]  # ties keep their order
+    assert evaluation_schedule.by_length(rows)["example_id"] == ["b", "d", "e", "a", "c"]  # ties keep their order
     schedule = EvaluationSpec(during="generate", rows=3, subset_seed=1)
-    first, again = dev_evaluation.subset(rows, schedule), dev_evaluation.subset(rows, schedule)
+    first, again = evaluation_schedule.subset(rows, schedule), evaluation_schedule.subset(rows, schedule)
     assert len(first) == 3 and first["example_id"] == again["example_id"]
-    assert dev_evaluation.subset(rows, EvaluationSpec(rows=10))["example_id"] == list("abcde")  # fewer rows: all
-    assert dev_evaluation.rows_during({"validation": 11332}, EvaluationSpec(rows=500)) == {"validation": 500}
+    assert evaluation_schedule.subset(rows, EvaluationSpec(rows=10))["example_id"] == list("abcde")  # fewer rows: all
+    assert evaluation_schedule.rows_during({"validation": 11332}, EvaluationSpec(rows=500)) == {"validation": 500}
 
 
 def test_a_bad_schedule_is_one_clear_line():

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from propulsion.specs import LoggerSpec, UserError
-from propulsion.tracking import Tracker, flat_hparams
+from propulsion.training.tracking import Tracker, flat_hparams
 
 
 def scalars(folder) -> dict[str, list[tuple[int, float]]]:

@@ -9,9 +9,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from propulsion import training
-from propulsion.hooks import Hooks
 from propulsion.specs import TrainerSpec
+from propulsion.training import loop
+from propulsion.training.hooks import Hooks
 
 
 class Regressor(torch.nn.Module):
@@ -33,18 +33,18 @@ def collate(rows):
     return {k: torch.stack([row[k] for row in rows]) for k in rows[0]}
 
 
-def run(tmp_path, scores=None, model=None, accelerator=None, **trainer) -> training.TrainResult:
+def run(tmp_path, scores=None, model=None, accelerator=None, **trainer) -> loop.TrainResult:
     """Batches of 2 of the 8 examples; the dev score of evaluation i is scores[i] (0.5 when not given)."""
     calls = iter(scores or [])
     spec = TrainerSpec(**{"lr": 1e-2, "batch_size": 2, "epochs": 1, "weight_decay": 0.0, "eval_every": 1,
                           "checkpoint_every": 100, **trainer})
-    return training.train(model=model or Regressor(), train_set=DATA, dev_sets={"dev": DATA[:2]}, collate=collate,
+    return loop.train(model=model or Regressor(), train_set=DATA, dev_sets={"dev": DATA[:2]}, collate=collate,
                           evaluate=lambda model, loader: {"pearson": next(calls, 0.5)}, main_metric="pearson",
                           spec=spec, seed=0, accelerator=accelerator or Accelerator(cpu=True), run_dir=tmp_path,
                           log=lambda values, step: None)
 
 
-def run_with_scores(scores: list[float], tmp_path) -> training.TrainResult:
+def run_with_scores(scores: list[float], tmp_path) -> loop.TrainResult:
     return run(tmp_path, scores)
 
 
@@ -69,7 +69,7 @@ def test_gradient_accumulation_sees_every_example_of_every_epoch(tmp_path):
     assert result.steps == result.total_steps == 6
     assert sorted(model.seen) == sorted(3 * [float(i) for i in range(8)])
     assert [e["epoch"] for e in result.evaluations] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
-    assert training.total_steps(8, TrainerSpec(batch_size=2, epochs=3, gradient_accumulation_steps=3)) == 6
+    assert loop.total_steps(8, TrainerSpec(batch_size=2, epochs=3, gradient_accumulation_steps=3)) == 6
 
 
 def test_weight_decay_spares_biases_and_norm_weights_as_the_hf_trainer_does():
@@ -77,15 +77,15 @@ def test_weight_decay_spares_biases_and_norm_weights_as_the_hf_trainer_does():
     from tests.method.tiny_models import roberta_classifier
 
     full = roberta_classifier()  # everything trains
-    decayed, spared = training.decay_groups(full)
+    decayed, spared = loop.decay_groups(full)
     names = {id(p): n for n, p in full.named_parameters()}
     assert spared and all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in spared)
     assert all(not names[id(p)].endswith("bias") and "LayerNorm" not in names[id(p)] for p in decayed)
     assert len(decayed) + len(spared) == len(list(full.parameters()))
-    assert training.decay_groups(full, everything=True) == (list(full.parameters()), [])
+    assert loop.decay_groups(full, everything=True) == (list(full.parameters()), [])
     # Propulsion with trainable biases: z is a weight (decayed, towards 0 as for any weight), biases are not.
     model = get_propulsion_model(roberta_classifier(), PropulsionConfig(bias="all"))
-    decayed, spared = training.decay_groups(model)
+    decayed, spared = loop.decay_groups(model)
     names = {id(p): n for n, p in model.named_parameters()}
     assert {names[id(p)].rsplit(".", 1)[-1] for p in decayed} == {"propulsion"}
     assert {names[id(p)].rsplit(".", 1)[-1] for p in spared} == {"bias"}
@@ -143,7 +143,7 @@ def test_loss_based_selection_keeps_the_lowest_dev_loss_and_ignores_the_metric(t
     assert mse_on_dev(weight, bias) == pytest.approx(result.best["value"], rel=1e-5)
 
 
-def restarted(tmp_path, restart_optimizer: str) -> tuple[training.TrainResult, dict[int, torch.Tensor]]:
+def restarted(tmp_path, restart_optimizer: str) -> tuple[loop.TrainResult, dict[int, torch.Tensor]]:
     """Round 0: steps 1-4, best (scripted) at step 2; round 1: steps 5-8. The tensors after every step."""
     weights: dict[int, torch.Tensor] = {}
     torch.manual_seed(0)
@@ -155,7 +155,7 @@ def restarted(tmp_path, restart_optimizer: str) -> tuple[training.TrainResult, d
     spec = TrainerSpec(lr=1e-2, batch_size=2, epochs=1, weight_decay=0.0, eval_every=1, checkpoint_every=100,
                        restarts=1, scheduler="linear", restart_optimizer=restart_optimizer)
     calls = iter([0.1, 0.9, 0.2, 0.3, 0.4, 0.5, 0.8, 0.6])
-    result = training.train(model=model, train_set=DATA, dev_sets={"dev": DATA[:2]}, collate=collate,
+    result = loop.train(model=model, train_set=DATA, dev_sets={"dev": DATA[:2]}, collate=collate,
                             evaluate=lambda model, loader: {"pearson": next(calls)}, main_metric="pearson",
                             spec=spec, seed=0, accelerator=Accelerator(cpu=True), run_dir=tmp_path,
                             log=lambda values, step: None, hooks=Hooks(after_optimizer_step=after_step))

@@ -2,7 +2,7 @@
 (He et al. / LLM-Adapters), the MAM adapter, and ProPETL's adapter / LoRA / prefix. No Hydra, no task code."""
 
 from propulsion.baselines.config import METHODS, BaselineConfig
-from propulsion.baselines.model import accounting, apply_baseline, load_baseline, save_baseline, trainable_tensors
+from propulsion.baselines.tuner import accounting, apply_baseline, load_baseline, save_baseline, trainable_tensors
 
 __all__ = ["METHODS", "BaselineConfig", "accounting", "apply_baseline", "load_baseline", "save_baseline",
            "trainable_tensors"]

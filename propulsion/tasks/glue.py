@@ -12,9 +12,8 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding
 
-from propulsion import metrics
 from propulsion.specs import TaskSpec, UserError
-from propulsion.tasks import samples
+from propulsion.tasks import metrics, samples
 
 # Mid-training evaluations a task may ask for (task.evaluation.during): dev rows carry labels, so loss works.
 EVALUATE_DURING = ("full", "loss")

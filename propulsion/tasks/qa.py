@@ -32,8 +32,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding
 
-from propulsion import metrics
 from propulsion.specs import TaskSpec, UserError
+from propulsion.tasks import metrics
 
 # Evaluation features carry no answer positions, so there is no dev loss: every evaluation is the whole one.
 EVALUATE_DURING = ("full",)

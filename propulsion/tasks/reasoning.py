@@ -19,7 +19,7 @@ training rows (120, their README commands) are held out: their loss is evaluated
 and the lowest-loss checkpoint is reported. Test rows are their evaluation template alone, padded on the left
 with an attention mask, generated in batches with the model in eval mode (both faults of the reference scripts
 avoided), cut at a further "### Response:" as theirs, and scored by
-:func:`propulsion.metrics.reasoning_accuracy` (x100). The final evaluation writes one line per example to
+:func:`propulsion.tasks.metrics.reasoning_accuracy` (x100). The final evaluation writes one line per example to
 ``<run dir>/predictions.jsonl``. :func:`validate` refuses bad options and data before a run folder exists.
 """
 
@@ -35,10 +35,9 @@ import datasets
 import torch
 from tqdm.auto import tqdm
 
-from propulsion import metrics
 from propulsion.specs import TaskSpec, UserError
 from propulsion.tasks import data as task_data
-from propulsion.tasks import llm_adapters_files
+from propulsion.tasks import llm_adapters_files, metrics
 
 MODEL_KIND = "causal-lm"
 PADDING_SIDE = "left"  # generation continues every prompt from the same column

@@ -4,7 +4,7 @@ A sequence-to-sequence model reads ``text_fields[0]`` (document / article, trunc
 tokens) and is trained on ``label_field`` (summary / highlights, truncated to
 ``options.max_target_length``). Evaluation generates with ``options.generation`` (beams, n-gram blocking,
 early stopping, length: passed verbatim to ``generate``), in batches of ``trainer.eval_batch_size`` with a
-progress bar on the main process, and scores ROUGE-1/2/L/Lsum F-measure x100 (propulsion.metrics).
+progress bar on the main process, and scores ROUGE-1/2/L/Lsum F-measure x100 (propulsion.tasks.metrics).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorForSeq2Seq
 
-from propulsion import metrics
 from propulsion.specs import TaskSpec, UserError
+from propulsion.tasks import metrics
 
 MODEL_KIND = "seq2seq"
 GENERATES = True  # evaluation generates: its rows are batched by length (task.evaluation.group_by_length)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from safetensors.torch import load_file
 
-from propulsion.run import compose_spec
+from propulsion.compose import compose_spec
 from tests.suite.helpers import QUICK, records_under, run_cli, write_glue
 
 from .helpers import NEW_METHODS

@@ -7,7 +7,7 @@ import torch
 
 from propulsion.baselines import apply_baseline
 from propulsion.baselines.layers import AdapterLayer
-from propulsion.run import parameter_count
+from propulsion.compose import parameter_count
 
 from .helpers import batch, config, llama, logits, roberta
 

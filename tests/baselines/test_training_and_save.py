@@ -11,7 +11,7 @@ import transformers as tf
 from safetensors.torch import load_file, save_file
 
 from propulsion.baselines import apply_baseline, load_baseline, propetl, save_baseline
-from propulsion.baselines.model import BITS, WEIGHTS
+from propulsion.baselines.tuner import BITS, WEIGHTS
 
 from .helpers import NEW_METHODS, batch, config, logits, roberta
 

@@ -12,9 +12,9 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from propulsion import PropulsionConfig, get_propulsion_model
-from propulsion.bench import saved_activation_bytes
 from propulsion.method import PropulsionLayer, scaling
 from propulsion.method.scaling import _LeanScale, apply_scale, recoverable, scaled_embedding, scaled_linear
+from propulsion.studies.bench import saved_activation_bytes
 from tests.method.tiny_models import batch, family_model, roberta_classifier
 
 

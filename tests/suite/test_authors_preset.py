@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from propulsion.run import compose_spec, parameter_count
+from propulsion.compose import compose_spec, parameter_count
 
 # task -> (degree, lr, epochs, batch, weight decay, scheduler, warm-up, eval every, restarts, dropout, select_on)
 NOTEBOOKS = {
@@ -94,7 +94,7 @@ def test_table1_sweeps_compose_and_say_their_preset():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from propulsion.run import CONF_DIR, to_spec
+    from propulsion.compose import CONF_DIR, to_spec
     from tests.suite.helpers import REPO
 
     sweeps = sorted((REPO / "experiments").glob("table1_*.yaml"))

@@ -21,9 +21,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep
 from omegaconf import OmegaConf
 
-from propulsion import experiment
-from propulsion.run import CONF_DIR, VARS_KEY, group_choices, to_spec
+from propulsion.compose import CONF_DIR, VARS_KEY, group_choices, to_spec
 from propulsion.specs import RunSpec, UserError
+from propulsion.training import one_run
 
 GROUPS = ("model", "task", "method")
 CHOSEN_GROUPS = (*GROUPS, "trainer", "logger")  # groups a sweep may choose (trainer presets specialise)
@@ -174,7 +174,7 @@ def _accept(config: dict[str, Any]) -> RunSpec:
     spec = RunSpec.from_dict(config)
     # What the configs say, without reading data files (the hub's are unreachable here) or building each model on
     # the meta device (thousands of builds take minutes); tests/test_reasoning_protocol.py covers those checks.
-    experiment.validate(spec, load=False)
+    one_run.validate(spec, load=False)
     return spec
 
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from propulsion.compose import CHECKED_GROUPS, compose_spec, group_choices
 from propulsion.method.config import INITS, POOLINGS, PRESETS
-from propulsion.run import CHECKED_GROUPS, compose_spec, group_choices
 from tests.suite.helpers import REPO, records_under, run_cli
 
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))

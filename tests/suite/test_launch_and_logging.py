@@ -48,7 +48,7 @@ def test_wandb_logs_offline_without_a_key(tmp_path):
 
 def test_wandb_mode_follows_the_configuration(monkeypatch, tmp_path):
     from propulsion.specs import LoggerSpec
-    from propulsion.tracking import wandb_mode
+    from propulsion.training.tracking import wandb_mode
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

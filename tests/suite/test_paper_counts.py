@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from propulsion.run import parameter_count
+from propulsion.compose import parameter_count
 
 TABLE_1 = {
     ("roberta-base", "propulsion"): 86_018,
@@ -41,7 +41,7 @@ def test_regression_head_has_one_output():
     assert parameter_count("roberta-base", "propulsion", "stsb")["trainable"] == 86_018 - 1
 
 
-# Counts the tables' notes quote (propulsion/aggregate.py NOTES["table2"], ["table5"]), each computed here.
+# Counts the tables' notes quote (propulsion/reports/engine.py NOTES["table2"], ["table5"]), each computed here.
 # Table 2: ours with Table 1's method settings, and the settings the paper's numbers fit.
 TABLE_2 = {
     ("deberta-v3-base", "lora", ()): 12 * 2 * 8 * (768 + 768) + 2 * 768 + 2,  # r=8 on q, v + qa_outputs: 296,450

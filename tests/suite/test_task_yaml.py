@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from propulsion import experiment
-from propulsion.run import CONF_DIR, check_choices, group_choices, to_spec
+from propulsion.compose import CONF_DIR, check_choices, group_choices, to_spec
 from propulsion.specs import UserError
 from propulsion.tasks import samples
+from propulsion.training import one_run
 from tests.suite.helpers import QUICK, REPO, records_under, run_cli
 
 # A task the suite does not ship: two text columns, two classes, its own metrics, main metric and degree.
@@ -84,7 +84,7 @@ def test_the_new_task_composes_from_the_base(user_conf):
     assert (task.family, task.dataset, task.label_field, task.num_labels, task.max_length) == (
         "glue", "nyu-mll/glue", "label", 2, 512)
     assert task.paper == {"lr": 0.0001, "batch_size": 32, "epochs": 1, "weight_decay": 0.0}
-    assert experiment.validate(spec).__name__ == "propulsion.tasks.glue"
+    assert one_run.validate(spec).__name__ == "propulsion.tasks.glue"
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -108,7 +108,7 @@ def test_spec_rejections(user_conf, overrides, message):
 def test_family_rejections_before_anything_loads(user_conf, overrides, message):
     spec, _ = to_spec(_compose(user_conf, *overrides))
     with pytest.raises(UserError, match=message):
-        experiment.validate(spec)
+        one_run.validate(spec)
 
 
 def test_the_new_task_runs_end_to_end(user_conf, tmp_path):

@@ -12,7 +12,7 @@ added to every logit, and it matches the scalar φ(x) of the paper's derivation.
 Analysis command (Figure 6: K_F, K_P and |K_F - K_P| at init; Figure 7: kernels and Jacobians before and
 after t full-batch steps of each method)::
 
-    python -m propulsion.ntk --model tiny-roberta --n 8 --steps 10 --degree 15 --out results/runs/ntk-tiny
+    python -m propulsion.studies.ntk --model tiny-roberta --n 8 --steps 10 --degree 15 --out results/runs/ntk-tiny
 
 It writes ``record.json`` (values under ``record["ntk"]``) and three PNG heatmaps into ``--out``.
 """
@@ -387,7 +387,7 @@ def _min_eig_ratio(kernel: torch.Tensor) -> float:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m propulsion.ntk", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m propulsion.studies.ntk", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny-roberta", help="tiny-roberta | hub id | local directory")
     parser.add_argument("--data", default=None, help="JSON / JSON lines of {text, label}; default: synthetic")
     parser.add_argument("--n", type=int, default=8, help="number of examples (the kernel is n × n)")
@@ -461,12 +461,12 @@ def _data_provenance(path: str | None) -> dict[str, Any] | None:
 
 
 def _model_provenance(name: str) -> dict[str, Any]:
-    from propulsion import models
+    from propulsion import backbones
     from propulsion.specs import ModelSpec
 
     if name == "tiny-roberta":
         return {"source": "tiny", "family": "roberta"}
-    return models.provenance(ModelSpec(name=Path(name).name, name_or_path=name))
+    return backbones.provenance(ModelSpec(name=Path(name).name, name_or_path=name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

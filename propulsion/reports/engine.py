@@ -1,9 +1,9 @@
-"""The paper's tables from run records, ours beside theirs (``make tables``: ``python -m propulsion.tables``).
+"""The paper's tables from run records, ours beside theirs (``make tables``: ``python -m propulsion.reports.cli``).
 
 Rules, so that a number in a table can be traced:
 - Only records with status "completed" count; unreadable, foreign-schema, failed or unfinished records are
   listed in results/tables/skipped.md (and printed) and skipped. NTK and benchmark records are not table runs.
-- Which records fill a cell is ``propulsion.selection``'s rule, shared with the figures: groups of seeds of one
+- Which records fill a cell is ``propulsion.reports.selection``'s rule, shared with the figures: groups of seeds of one
   config (never averaged across configs), the table's method setting and the paper's protocol first (Table 1:
   the ``authors`` and ``paper`` trainer presets, ``authors`` first for Propulsion rows), one record per seed,
   footnotes for whatever was set aside. A completed run whose metric is not finite (STS-B's Pearson of constant
@@ -17,7 +17,7 @@ Rules, so that a number in a table can be traced:
   (MRPC F1, STS-B Spearman, QQP F1). That rule reproduces 26 of the paper's 28 printed averages to rounding;
   the other two (RoBERTa-base BitFit, RoBERTa-large AdaLoRA) disagree with the paper's own cells.
 - #TPs (Tables 1, 2, 5): ours from the chosen records' params.trainable (a range when the task heads differ),
-  else from ``count`` (injected by the caller: ``propulsion.tables`` passes run.py's meta-device count, since
+  else from ``count`` (injected by the caller: ``propulsion.reports.cli`` passes run.py's meta-device count, since
   only run.py composes configs) for the paper's first task of the row; the paper's beside.
 Output is deterministic: the same records give byte-identical files (sorted rows, fixed formats, no times).
 """
@@ -34,8 +34,9 @@ from typing import Any
 
 import pandas as pd
 
-from propulsion import figures, records, selection
-from propulsion.selection import PAPER_DIR, TABLE_EXPERIMENT, TABLE_SETTINGS, row_method, scaled
+from propulsion import records
+from propulsion.reports import figures, selection
+from propulsion.reports.selection import PAPER_DIR, TABLE_EXPERIMENT, TABLE_SETTINGS, row_method, scaled
 
 OUR_METHODS = ("full_ft", "prompt", "prefix", "ia3", "bitfit", "lora", "adalora", "lokr", "loha", "propulsion",
                "propulsion_attn", "adapter_s", "parallel", "mam", "propetl_adapter", "propetl_lora", "propetl_prefix")
@@ -158,7 +159,8 @@ NOTES = {
                "0.330M. Propulsion(Attn): DeBERTa 27,648 (12 × 3 × 768) vs 0.055M, exactly twice ours.",
                "The paper's ROUGE-L is not specified as rougeL or rougeLsum: its number stands beside both of "
                "ours (R-L = rougeL, R-Lsum = rougeLsum, sentences split onto lines).",
-               "R-Lsum's sentences are split by a regular expression (propulsion/metrics.py; works offline), which "
+               "R-Lsum's sentences are split by a regular expression (propulsion/tasks/metrics.py; works offline), "
+               "which "
                "also breaks after abbreviations such as 'U.S.'; HF's run_summarization uses nltk's punkt, so R-Lsum "
                "can differ from numbers computed that way (R-1, R-2 and R-L do not split)."],
     "table3": ["† AddSub, MultiArith and SingleEq are subsets of MAWPS, which the math_10k training set contains: "
@@ -429,7 +431,7 @@ def make_table(name: str, runs: list[dict[str, Any]], paper_dir: Path, out: Path
 
 
 def main(argv: list[str] | None = None, count: Counter | None = None) -> int:
-    """The tables' command line. ``count`` gives #TPs for rows no record fills (``propulsion.tables`` passes
+    """The tables' command line. ``count`` gives #TPs for rows no record fills (``propulsion.reports.cli`` passes
     run.py's meta-device count); without it those rows show "–"."""
     parser = argparse.ArgumentParser(description="Paper tables and figures from run records, ours beside the "
                                                  "paper's (make tables).")
@@ -459,5 +461,5 @@ def main(argv: list[str] | None = None, count: Counter | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # records only; `python -m propulsion.tables` (make tables) adds the meta counts
+if __name__ == "__main__":  # records only; `python -m propulsion.reports.cli` (make tables) adds the meta counts
     raise SystemExit(main())

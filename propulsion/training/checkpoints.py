@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from propulsion.hooks import Hooks
 from propulsion.method import load_trainable_state, sharding, trainable_state
+from propulsion.training.hooks import Hooks
 
 CHECKPOINT_DIR = "checkpoint"
 

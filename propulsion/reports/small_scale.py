@@ -1,4 +1,4 @@
-"""The small-scale Table 1 (docs/small_scale.md) from its records: ``python -m propulsion.small_scale``.
+"""The small-scale Table 1 (docs/small_scale.md) from its records: ``python -m propulsion.reports.small_scale``.
 
 ``make tables`` runs it.
 
@@ -43,7 +43,8 @@ AVG_METRICS = {"cola": "matthews_correlation", "mrpc": "accuracy", "stsb": "pear
 METHODS = {"full_ft": "Full FT", "bitfit": "BitFit", "lora": "LoRA", "propulsion_attn": "Propulsion(Attn)",
            "propulsion": "Propulsion(All)",  # table order: the paper's Table 1 rows we run, then our variant
            "propulsion_head": "Propulsion(All) + head"}
-COMMAND = "make tables   (python -m propulsion.small_scale --runs results/small_scale/runs --out results/small_scale)"
+COMMAND = ("make tables   (python -m propulsion.reports.small_scale --runs results/small_scale/runs "
+           "--out results/small_scale)")
 FIGURE = "score_vs_params"
 PNG_METADATA = {"Software": None}  # no matplotlib version in the file: reruns are byte-identical
 
@@ -331,7 +332,8 @@ def choose_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
     return chosen
 
 
-README_START = "<!-- small-scale table: written by `make tables` (python -m propulsion.small_scale --readme) -->"
+README_START = ("<!-- small-scale table: written by `make tables` (python -m propulsion.reports.small_scale --readme) "
+                "-->")
 README_END = "<!-- end of the small-scale table -->"
 
 

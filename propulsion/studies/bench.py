@@ -103,7 +103,7 @@ def forward_operations(run_forward: Callable[[], Any]) -> int:
 
 def method_spec(name: str) -> MethodSpec:
     """The suite's method YAML (conf/method/<name>.yaml) as a MethodSpec, with the paper's SST-2 degree."""
-    from propulsion.selection import beside_task
+    from propulsion.reports.selection import beside_task
 
     fields = yaml.safe_load((CONF_METHODS / f"{name}.yaml").read_text())
     if fields.get("kind") == "propulsion":

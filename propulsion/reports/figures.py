@@ -32,7 +32,8 @@ import yaml
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from propulsion import records, selection  # noqa: E402
+from propulsion import records  # noqa: E402
+from propulsion.reports import selection
 
 # Figures are GLUE runs: Table 1's protocol (trainer presets authors and paper) is theirs.
 PROTOCOL_TABLE = "table1"

@@ -8,11 +8,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from propulsion import adapt, dev_evaluation, models, records, training
+from propulsion import adapt, backbones, records
 from propulsion.specs import RunSpec, UserError
 from propulsion.tasks import data as task_data
 from propulsion.tasks import get_family
-from propulsion.tracking import Tracker
+from propulsion.training import evaluation_schedule, loop
+from propulsion.training.tracking import Tracker
 
 ADAPTER_DIR = "adapter"  # in the run folder: the reported model's trained parameters (adapt.save_trained)
 run_identity = records.run_identity  # what a run computes: its skip/resume key
@@ -44,13 +45,13 @@ def validate(spec: RunSpec, load: bool = True):
     ``load=False``: only what the configs say (no data file read, no model built on the meta device)."""
     adapt.validate(spec.method)
     family = get_family(spec.task.family)
-    dev_evaluation.check(spec.task, family)
+    evaluation_schedule.check(spec.task, family)
     if hasattr(family, "validate"):  # options, test-set names, data files, gold answers (reasoning)
         family.validate(spec.task, read_data=load)
     if not load:
         return family
     try:  # target patterns, on the model built from its config on the meta device
-        config = models.load_config(spec.model, **family.model_overrides(spec.task))
+        config = backbones.load_config(spec.model, **family.model_overrides(spec.task))
     except UserError:
         return family  # config not reachable offline: the load reports it, and the targets are checked then
     except ValueError as error:  # an unknown tiny family or model_type: the library's one line
@@ -73,7 +74,7 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, set_seed
 
-    trainer = dev_evaluation.trainer_for(spec.trainer.with_task_defaults(spec.task), spec.task.evaluation)
+    trainer = evaluation_schedule.trainer_for(spec.trainer.with_task_defaults(spec.task), spec.task.evaluation)
     _forget_previous_job_state()
     accelerator = Accelerator(mixed_precision=trainer.precision,
                               gradient_accumulation_steps=trainer.gradient_accumulation_steps)
@@ -115,7 +116,7 @@ def _forget_previous_job_state() -> None:
 
 def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Path, tracker: Tracker) -> dict:
     task = spec.task
-    tokenizer = models.load_tokenizer(spec.model, padding_side=getattr(family, "PADDING_SIDE", "right"))
+    tokenizer = backbones.load_tokenizer(spec.model, padding_side=getattr(family, "PADDING_SIDE", "right"))
     raw = getattr(family, "load_raw", task_data.load_raw)(task, sample_splits=family.sample_splits)
     # A family may define its own split logic (reasoning: no dev set, several test sets).
     apply_protocol = getattr(family, "apply_protocol", task_data.apply_protocol)
@@ -128,16 +129,16 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         # What the loop evaluates (task.evaluation): every dev row, or a fixed subset of the rows (of questions, for
         # QA, before they become windows).
         during_sets = dev_sets if not schedule.rows else {
-            alias: family.tokenize(task, dev_evaluation.subset(d, schedule), tokenizer, train=False)
+            alias: family.tokenize(task, evaluation_schedule.subset(d, schedule), tokenizer, train=False)
             for alias, d in splits.dev.items()}
     grouped = bool(getattr(family, "GENERATES", False) and schedule.group_by_length)
     if grouped:  # generation batches of similar lengths
-        dev_sets, test_sets, during_sets = ({alias: dev_evaluation.by_length(d) for alias, d in sets.items()}
+        dev_sets, test_sets, during_sets = ({alias: evaluation_schedule.by_length(d) for alias, d in sets.items()}
                                             for sets in (dev_sets, test_sets, during_sets))
 
-    overrides = models.config_overrides(spec.model, family.model_overrides(task))
-    model = models.load_model(spec.model, family.MODEL_KIND, overrides)
-    total_steps = training.total_steps(len(train_set), trainer, accelerator.num_processes)
+    overrides = backbones.config_overrides(spec.model, family.model_overrides(task))
+    model = backbones.load_model(spec.model, family.MODEL_KIND, overrides)
+    total_steps = loop.total_steps(len(train_set), trainer, accelerator.num_processes)
     prepared = adapt.apply_method(model, spec.method, family.MODEL_KIND, total_steps=total_steps)
     params = adapt.count(prepared.model)
     accelerator.print(f"{spec.method.name}: trainable params {params['trainable']:,} of {params['total']:,} "
@@ -149,23 +150,23 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
     collate = family.collator(tokenizer)
     evaluate = partial(family.evaluate, task=task, tokenizer=tokenizer, accelerator=accelerator)
     # Mid-training evaluations follow task.evaluation: the family's evaluation (with cheaper decoding under
-    # `generate`), or the dev loss only (`loss`, which then selects: dev_evaluation.trainer_for).
+    # `generate`), or the dev loss only (`loss`, which then selects: evaluation_schedule.trainer_for).
     evaluate_during = (partial(evaluate, generation=schedule.generation) if schedule.during == "generate"
                        else evaluate)
-    result = training.train(
+    result = loop.train(
         model=prepared.model, train_set=train_set, dev_sets=during_sets, collate=collate, evaluate=evaluate_during,
         main_metric=task.main_metric, spec=trainer, seed=spec.seed, accelerator=accelerator, run_dir=run_dir,
         log=tracker.log, hooks=prepared.hooks, resume=spec.resume,
-        dev_metrics=dev_evaluation.computes_metrics(schedule),
+        dev_metrics=evaluation_schedule.computes_metrics(schedule),
     )
     # From here on the model is the reported one: the best dev checkpoint (the final model where there is none).
-    training.load_trainable_state(accelerator.unwrap_model(prepared.model), result.best_state)
-    final = dev_evaluation.final_split(bool(test_sets), schedule)
+    loop.load_trainable_state(accelerator.unwrap_model(prepared.model), result.best_state)
+    final = evaluation_schedule.final_split(bool(test_sets), schedule)
     final_sets = {"test": test_sets, "dev": dev_sets}.get(final, {})
     if final:  # the reported model's one full evaluation: the test split(s), or all of dev after a cheap schedule
         # The final evaluation may write per-example predictions next to the record.
         evaluate_final = partial(evaluate, output_dir=run_dir if accelerator.is_main_process else None)
-        reported = training.evaluate_sets(prepared.model, final_sets, collate, evaluate_final, trainer, accelerator)
+        reported = loop.evaluate_sets(prepared.model, final_sets, collate, evaluate_final, trainer, accelerator)
     else:
         reported = dict(result.best["metrics"])
     method_summary = prepared.hooks.summary() if prepared.hooks.summary else {}  # before saving: PEFT renames keys
@@ -181,7 +182,7 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         "best": {"step": result.best["step"], "value": result.best["value"]},
         "final": result.final,
         "evaluations": result.evaluations,
-        "evaluation": dev_evaluation.describe(
+        "evaluation": evaluation_schedule.describe(
             schedule, trainer, {alias: len(d) for alias, d in during_sets.items()}, final,
             {alias: len(d) for alias, d in final_sets.items()}, task.options.get("generation"), grouped),
         "train_loss": result.train_loss,
@@ -195,7 +196,7 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
         "model_config_overrides": overrides,
         "method_details": {**prepared.details, **method_summary},
         "data": {**splits.notes, "files": getattr(family, "file_provenance", task_data.file_provenance)(task)},
-        "model_files": models.provenance(spec.model),  # the real checkpoint a number came from
+        "model_files": backbones.provenance(spec.model),  # the real checkpoint a number came from
     }
 
 

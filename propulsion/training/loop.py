@@ -3,9 +3,9 @@
 One run is ``1 + trainer.restarts`` rounds. A round is what one Hugging Face ``Trainer.train()`` call does: a
 fresh schedule over the configured epochs, evaluations, and the best evaluation kept; a restart begins from that
 best model, as the authors' notebooks did by calling ``trainer.train()`` a second time (:meth:`_Loop.restart`).
-Only the trainable tensors are checkpointed (plus optimizer, scheduler and RNG state; :mod:`propulsion.checkpoint`),
-so a killed run resumes from its last checkpoint at the same step with the same data order. Which evaluation is
-best is :mod:`propulsion.selection`'s rule.
+Only the trainable tensors are checkpointed (plus optimizer, scheduler and RNG state;
+:mod:`propulsion.training.checkpoints`), so a killed run resumes from its last checkpoint at the same step with the
+same data order. Which evaluation is best is :mod:`propulsion.training.reported`'s rule.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from propulsion import checkpoint
-from propulsion.checkpoint_selection import Selection
-from propulsion.hooks import Hooks
 from propulsion.method import load_trainable_state, trainable_state
 from propulsion.specs import TrainerSpec
+from propulsion.training import checkpoints
+from propulsion.training.hooks import Hooks
+from propulsion.training.reported import Selection
 
 __all__ = ["TrainResult", "decay_groups", "evaluate_sets", "load_trainable_state", "total_steps", "train",
            "trainable_state"]
@@ -87,7 +87,7 @@ def train(
     loop = _Loop(model=model, train_set=train_set, collate=collate, evaluate=evaluate, spec=spec, seed=seed,
                  accelerator=accelerator, log=log, hooks=hooks or Hooks(),
                  selection=Selection(spec.select_on, main_metric, greater_is_better),
-                 checkpoint_dir=checkpoint.folder_for(run_dir), dev_metrics=dev_metrics)
+                 checkpoint_dir=checkpoints.folder_for(run_dir), dev_metrics=dev_metrics)
     loop.prepare(dev_sets)
     if resume:
         loop.resume()
@@ -139,9 +139,9 @@ class _Loop:
         return self.accelerator.unwrap_model(self.model)
 
     def resume(self) -> None:
-        if not checkpoint.exists(self.checkpoint_dir, self.accelerator):
+        if not checkpoints.exists(self.checkpoint_dir, self.accelerator):
             return
-        saved, self.best_state = checkpoint.load(self.checkpoint_dir, self.accelerator, self.unwrapped,
+        saved, self.best_state = checkpoints.load(self.checkpoint_dir, self.accelerator, self.unwrapped,
                                                  self.optimizer, self.scheduler, self.hooks)
         self.state = TrainState.from_dict(saved)
         self.running = tuple(self.state.running_loss)
@@ -227,7 +227,7 @@ class _Loop:
                 self._evaluate_and_select(round_, local, mean_loss)
         if state.step % spec.checkpoint_every == 0 and local < self.round_steps:
             state.running_loss = self.running
-            checkpoint.save(self.checkpoint_dir, self.accelerator, self.model, self.optimizer, self.scheduler,
+            checkpoints.save(self.checkpoint_dir, self.accelerator, self.model, self.optimizer, self.scheduler,
                             state.to_dict(), self.best_state, self.hooks)
 
     def _evaluate_and_select(self, round_: int, local: int, mean_loss: float) -> None:
@@ -259,7 +259,7 @@ class _Loop:
             self.best_state = trainable_state(self.unwrapped)
         state.rounds.append(_round_summary(self.spec.restarts, state.best))
         if not self.spec.keep_checkpoint:
-            checkpoint.remove(self.checkpoint_dir, self.accelerator)
+            checkpoints.remove(self.checkpoint_dir, self.accelerator)
         groups = self.optimizer.param_groups
         return TrainResult(
             steps=state.step, total_steps=self.n_steps, evaluations=state.evaluations, train_loss=state.train_loss,

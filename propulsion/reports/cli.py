@@ -1,4 +1,4 @@
-"""``make tables``: the paper's tables and figures from run records (``python -m propulsion.tables --runs DIR``).
+"""``make tables``: the paper's tables and figures from run records (``python -m propulsion.reports.cli --runs DIR``).
 
 The tables (``aggregate``) read records only; a row no record fills still gets our #TPs, counted on the meta
 device from the suite's configs. Composing a config is Hydra's job and only run.py knows Hydra, so this entrypoint
@@ -7,12 +7,12 @@ hands run.py's counter to the tables instead of the tables importing the Hydra e
 
 from __future__ import annotations
 
-from propulsion import aggregate
-from propulsion.run import trainable_count
+from propulsion.compose import trainable_count
+from propulsion.reports import engine
 
 
 def main(argv: list[str] | None = None) -> int:
-    return aggregate.main(argv, count=trainable_count)
+    return engine.main(argv, count=trainable_count)
 
 
 if __name__ == "__main__":

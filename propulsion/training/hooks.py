@@ -1,6 +1,6 @@
 """What a method asks of the training loop: the rare explicit step (AdaLoRA's rank allocation) and the state
 that step keeps outside the parameters. Both :mod:`propulsion.adapt` (which builds hooks) and
-:mod:`propulsion.training` (which calls them) import this; neither imports the other."""
+:mod:`propulsion.training.loop` (which calls them) import this; neither imports the other."""
 
 from __future__ import annotations
 

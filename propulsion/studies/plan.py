@@ -1,7 +1,7 @@
 """What a run or sweep will cost, before it is launched: no weights, no data, seconds.
 
-    python -m propulsion.plan --config-name table2_summarization --gpu h100-80gb
-    python -m propulsion.plan task=rte,mrpc method=propulsion,lora seed=0,1,2      # a command line's sweep
+    python -m propulsion.studies.plan --config-name table2_summarization --gpu h100-80gb
+    python -m propulsion.studies.plan task=rte,mrpc method=propulsion,lora seed=0,1,2      # a command line's sweep
 
 Every job of the sweep is composed exactly as the entrypoint would compose it (``run.expand_jobs``). Per job it
 counts optimizer steps and evaluation passes with the training loop's own rules, training tokens, generated
@@ -118,19 +118,19 @@ def _rows_in_file(path: Path) -> int:
 def protocol_sizes(spec: RunSpec, sizes: dict[str, int]) -> tuple[int, int, int]:
     """(train rows, dev rows per mid-training evaluation, rows of the one full evaluation at the end) after the
     run's protocol and evaluation schedule, computed by the task family's own protocol code on index-only splits of
-    the right sizes and by :mod:`propulsion.dev_evaluation` (so no rule is written twice)."""
+    the right sizes and by :mod:`propulsion.training.evaluation_schedule` (so no rule is written twice)."""
     import datasets
 
-    from propulsion import dev_evaluation
     from propulsion.tasks import data as task_data
     from propulsion.tasks import get_family
+    from propulsion.training import evaluation_schedule
 
     raw = datasets.DatasetDict({name: datasets.Dataset.from_dict({"idx": list(range(n))}) for name, n in sizes.items()})
     apply_protocol = getattr(get_family(spec.task.family), "apply_protocol", task_data.apply_protocol)
     splits = apply_protocol(spec.task, raw, spec.protocol, spec.seed)
     schedule = spec.task.evaluation
-    during = dev_evaluation.rows_during({alias: len(d) for alias, d in splits.dev.items()}, schedule)
-    final = dev_evaluation.final_split(bool(splits.test), schedule)
+    during = evaluation_schedule.rows_during({alias: len(d) for alias, d in splits.dev.items()}, schedule)
+    final = evaluation_schedule.final_split(bool(splits.test), schedule)
     final_rows = {"test": sum(map(len, splits.test.values())), "dev": sum(map(len, splits.dev.values()))}.get(final, 0)
     return len(splits.train), sum(during.values()), final_rows
 
@@ -157,13 +157,13 @@ def meta_counts(spec: RunSpec) -> tuple[int, int, int, object]:
 def _count_on_meta(spec: RunSpec) -> tuple[int, int, int, object]:
     import torch
 
-    from propulsion import adapt, models
+    from propulsion import adapt, backbones
     from propulsion.tasks import get_family
 
     family = get_family(spec.task.family)
-    config = models.load_config(spec.model, **family.model_overrides(spec.task))
+    config = backbones.load_config(spec.model, **family.model_overrides(spec.task))
     with torch.device("meta"):
-        model = models.auto_class(family.MODEL_KIND).from_config(config)
+        model = backbones.auto_class(family.MODEL_KIND).from_config(config)
         embedding = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)
                         for p in m.parameters(recurse=False))
         prepared = adapt.apply_method(model, spec.method, family.MODEL_KIND, total_steps=1000)
@@ -172,14 +172,14 @@ def _count_on_meta(spec: RunSpec) -> tuple[int, int, int, object]:
 
 
 def plan_job(overrides: list[str], spec: RunSpec, gpu: str, num_gpus: int = 1) -> JobPlan:
-    from propulsion import training
     from propulsion.tasks import get_family
+    from propulsion.training import loop
 
     trainer = spec.trainer.with_task_defaults(spec.task)
     sizes, approximate = split_sizes(spec)
     train_rows, dev_rows, report_rows = protocol_sizes(spec, sizes)
     rounds = 1 + trainer.restarts  # each restart is one more Trainer.train()-like round of the same length
-    round_steps = training.total_steps(train_rows, trainer, num_gpus)
+    round_steps = loop.total_steps(train_rows, trainer, num_gpus)
     steps = round_steps * rounds
     passes = evaluation_passes(round_steps, trainer.eval_every, dev_rows > 0) * rounds
     schedule = spec.task.evaluation
@@ -247,7 +247,7 @@ def placement(memory: dict[str, float], capacity: float) -> tuple[bool, str]:
 def plan(overrides: list[str], config_name: str = "config", config_dir: str | None = None,
          gpu: str = "h100-80gb", num_gpus: int = 1) -> tuple[list[JobPlan], list[tuple[list[str], str]]]:
     """The plan of every job, and the jobs that would stop before training (overrides, the one-line reason)."""
-    from propulsion.run import expand_jobs
+    from propulsion.compose import expand_jobs
 
     if gpu not in GPUS:
         raise UserError(f"unknown --gpu {gpu!r}; valid choices: {', '.join(GPUS)}")
@@ -283,7 +283,7 @@ def report(jobs: list[JobPlan], gpu: str) -> str:
         lines.append("- some training set sizes are approximate (commonsense_170k ~170k, math_10k ~10k rows)")
     lines += ["", "Assumptions:",
               "- steps and evaluation passes: the training loop's own rules (exact); training tokens: steps × batch × "
-              "mean tokens per example (input + target; table MEAN_TOKENS in propulsion/plan.py)",
+              "mean tokens per example (input + target; table MEAN_TOKENS in propulsion/studies/plan.py)",
               "- FLOPs per training token: 4N with frozen weights (forward 2N, backward 2N for the activations' "
               "gradients), 6N for full fine-tuning; N = non-embedding parameters; attention's s² terms ignored",
               "- evaluation: 2N per evaluated token (× beams when generating); generation: 2N per generated token "

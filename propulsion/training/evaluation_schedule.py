@@ -7,7 +7,7 @@ spend most of a run's GPU time evaluating. It selects its checkpoint on a cheap 
 (``loss``) or its own evaluation with cheaper generation settings (greedy) on a fixed subset of dev rows
 (``generate``), and runs its full evaluation (the paper's beams and lengths) once, on the selected model, at the
 end: on the test split(s) under protocol=heldout, on the whole dev split under protocol=paper (whose dev split is
-the reported one, as in the paper). The plan (:mod:`propulsion.plan`) counts with these same rules.
+the reported one, as in the paper). The plan (:mod:`propulsion.studies.plan`) counts with these same rules.
 """
 
 from __future__ import annotations

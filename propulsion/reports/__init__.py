@@ -1,0 +1,1 @@
+"""Tables, figures and studies rendered from run records (make tables)."""
