@@ -70,14 +70,29 @@ def load_model(spec: ModelSpec, kind: str, config_overrides: dict[str, Any] | No
     if spec.tiny:
         if spec.tiny not in tiny.TINY_FAMILIES:
             raise UserError(f"unknown tiny model family {spec.tiny!r}; valid choices: {', '.join(tiny.TINY_FAMILIES)}")
-        return tiny.build_tiny_model(spec.tiny, cls, **overrides)
+        return reinitialise(tiny.build_tiny_model(spec.tiny, cls, **overrides), spec.reinit)
     try:
-        return cls.from_pretrained(
+        model = cls.from_pretrained(
             spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
             dtype=DTYPES[spec.dtype], **overrides,
         )
     except OSError as error:
         raise UserError(_unreachable("model", spec, error)) from None
+    return reinitialise(model, spec.reinit)
+
+
+def reinitialise(model, names: list[str] | None):
+    """Draw the named modules' weights afresh with the model's own initialiser (``_init_weights``, the one
+    from_pretrained uses for weights a checkpoint lacks), from the global RNG the run has seeded."""
+    modules = dict(model.named_modules())
+    for name in names or []:
+        if name not in modules:
+            near = sorted(m for m in modules if m and name.split(".")[-1] in m.split("."))[:8]
+            raise UserError(f"model.reinit names {name!r}, which this {model.config.model_type} model does not have"
+                            f"{'; modules with that name: ' + ', '.join(near) if near else ''}")
+        for module in modules[name].modules():
+            model._init_weights(module)
+    return model
 
 
 def load_config(spec: ModelSpec, **overrides):

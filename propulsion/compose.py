@@ -98,7 +98,9 @@ def expand_jobs(overrides: list[str], config_name: str = "config",
     try:
         return _compose_jobs(overrides, config_name, config_dir)
     except HydraException as error:  # a key the config lacks, a malformed override: Hydra's first line
-        raise UserError(str(error).strip().splitlines()[0]) from None
+        # (a composition error may carry its message only on its cause: an interpolation OmegaConf cannot parse)
+        text = str(error).strip() or str(error.__cause__ or "").strip() or type(error).__name__
+        raise UserError(text.splitlines()[0]) from None
 
 
 def _compose_jobs(overrides: list[str], config_name: str, config_dir: str | Path | None):

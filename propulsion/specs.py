@@ -41,12 +41,18 @@ class ModelSpec:
     trust_remote_code: bool = False
     architecture: dict[str, Any] | None = None  # config sizes for offline parameter counts
     dropout: float | None = None  # hidden and attention dropout of the backbone; None keeps the checkpoint's
+    # Modules re-initialised at random (the run's seed) after loading, e.g. [bert.pooler]: RoBERTa's classifier.dense,
+    # which the paper's runs start from random, is BERT's pretrained pooler; null (the default) keeps every weight.
+    reinit: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not self.name_or_path and not self.tiny:
             raise UserError(f"model {self.name!r} needs model.name_or_path (a hub id or a local directory)")
         if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise UserError(f"model.dropout must be a number in [0, 1) or null, got {self.dropout!r}")
+        if self.reinit is not None and (isinstance(self.reinit, str) or not all(isinstance(name, str) and name
+                                                                                 for name in self.reinit)):
+            raise UserError(f"model.reinit must be a list of module names (e.g. [bert.pooler]), got {self.reinit!r}")
 
 
 @dataclass

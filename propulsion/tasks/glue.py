@@ -6,6 +6,8 @@ metrics it reports (task.metrics) included. Nothing here depends on the task's n
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,4 +83,23 @@ def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_d
         else:
             predictions.append(logits.argmax(-1).cpu().numpy())
         references.append(labels.cpu().numpy())
-    return metrics.score_predictions(task.metrics, np.concatenate(predictions), np.concatenate(references))
+    predicted, gold = np.concatenate(predictions), np.concatenate(references)
+    if output_dir is not None:  # the final evaluation: per-example predictions beside the record (paired statistics)
+        # the set's fingerprint (datasets hashes its data and transforms) keys its block: a rerun replaces it
+        key = str(getattr(dataloader.dataset, "_fingerprint", "eval"))
+        _write_predictions(Path(output_dir) / PREDICTIONS, key, predicted, gold, task.is_regression)
+    return metrics.score_predictions(task.metrics, predicted, gold)
+
+
+PREDICTIONS = "predictions.jsonl"
+
+
+def _write_predictions(path: Path, key: str, predicted: np.ndarray, gold: np.ndarray, regression: bool) -> None:
+    """One line per example of the evaluated set, in its order: set, index, prediction, label. Several evaluation
+    sets (MNLI matched / mismatched) keep a block each; a set evaluated again (a resumed run) replaces its block."""
+    cast = float if regression else int
+    kept = [line for line in (path.read_text().splitlines() if path.exists() else [])
+            if line and json.loads(line)["set"] != key]
+    lines = [json.dumps({"set": key, "index": i, "prediction": cast(p), "label": cast(g)})
+             for i, (p, g) in enumerate(zip(predicted, gold, strict=True))]
+    path.write_text("".join(f"{line}\n" for line in kept + lines))
