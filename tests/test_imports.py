@@ -111,3 +111,51 @@ def test_only_run_py_imports_hydra():
             if any(n.split(".")[0] in ("hydra", "omegaconf") for n in names):
                 users.add(module_name(path))
     assert users == {"propulsion.run", "propulsion.compose"}
+
+
+# The house's floors, lowest first: a module imports its own floor and the floors below, never one above.
+# The package's __init__ re-exports the library (method/). training.hooks is the one interface adapt hands the loop
+# (AdaLoRA's per-step hook), so it sits below both.
+FLOORS = (
+    ("propulsion.version", "propulsion.resources", "propulsion.specs"),
+    ("propulsion", "propulsion.method", "propulsion.tiny", "propulsion.records", "propulsion.training.hooks"),
+    ("propulsion.tasks", "propulsion.baselines", "propulsion.backbones"),
+    ("propulsion.adapt",),
+    ("propulsion.training",),
+    ("propulsion.compose",),
+    ("propulsion.run", "propulsion.reports", "propulsion.studies"),
+)
+
+
+def floor_of(module: str, floors=FLOORS) -> int:
+    """The floor of the longest prefix that names the module or a package above it."""
+    matches = [(len(prefix), level) for level, names in enumerate(floors) for prefix in names
+               if module == prefix or module.startswith(prefix + ".")]
+    if not matches:
+        raise AssertionError(f"{module} is on no floor: add it to FLOORS")
+    return max(matches)[1]
+
+
+def upward_imports(edges: dict[str, set[str]], floors=FLOORS) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, targets in edges.items() for b in targets
+                  if floor_of(b, floors) > floor_of(a, floors))
+
+
+def test_the_floor_check_finds_an_import_going_up(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "low").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "low" / "__init__.py").write_text("")
+    (package / "low" / "a.py").write_text("def f():\n    from pkg import high\n")  # a function-level import counts
+    (package / "high.py").write_text("from pkg.low import a\n")
+    floors = (("pkg",), ("pkg.low",), ("pkg.high",))
+    assert upward_imports(graph(package), floors) == ["pkg.low.a -> pkg.high"]
+
+
+def test_no_import_goes_up_a_floor():
+    assert upward_imports(graph()) == []
+
+
+def test_the_package_root_has_at_most_twelve_modules():
+    modules = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(modules) <= 12, modules
