@@ -187,7 +187,8 @@ class Skipped:
 
     @property
     def reason(self) -> str:
-        """One line for a reader: the whole first line of the error, never cut."""
+        """Why, for a reader: an unreadable file's whole first line of error (never cut to a length: the message
+        starts with the path), a failed run's error as recorded."""
         if self.status == "unreadable":
             return f"unreadable: {self.error}"
         if self.status == "completed":  # completed, yet without what a run's record holds
