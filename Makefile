@@ -24,10 +24,10 @@ test: install
 lint:
 	ruff check .
 
-# Paper tables and figures from every record under $(RUNS).
+# Paper tables and figures from every record under $(RUNS), then every study's (docs/small_scale.md:
+# results/small_scale/{table.md,lr_search.md,*.png} and README's block): propulsion/reports/declarations.py.
 tables:
-	$(PYTHON) -m propulsion.reports.cli --runs $(RUNS) --out results
-	$(PYTHON) -m propulsion.reports.small_scale --readme README.md   # docs/small_scale.md: results/small_scale/{table.md,*.png}, README
+	$(PYTHON) -m propulsion.reports --runs $(RUNS) --out results --readme README.md
 
 # One paper table or figure: the sweep in experiments/NAME.yaml (SLURM: add hydra/launcher=submitit_slurm).
 experiment:
@@ -55,7 +55,7 @@ small-scale:
 	-HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale_lr_search method=propulsion_head vars.point=further \
 		$(SMALL_SCALE_INPUTS)
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale $(SMALL_SCALE_INPUTS) \
-		$$($(PYTHON) -m propulsion.reports.small_scale --lr-overrides) $(ARGS)
+		$$($(PYTHON) -m propulsion.reports --only small_scale --lr-overrides) $(ARGS)
 
 # The NTK analysis on the same real encoder and 16 real RTE dev pairs (docs/small_scale.md; a few CPU-minutes).
 ntk-small-scale:

@@ -28,6 +28,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -172,6 +173,53 @@ def find_records(root: str | Path) -> list[Path]:
     return sorted(Path(root).rglob(RECORD_NAME))
 
 
+# Records of a study (``make ntk``, ``make bench``): another schema (no metrics of a run), never a table's run.
+STUDY_FAMILIES = ("ntk", "bench")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record file set aside by ``load_records``: its path, its status as written ("unreadable" when the file
+    cannot be read as a record) and its error (for an unreadable file the first line of why; None when none)."""
+    path: str
+    status: Any
+    error: Any = None
+
+    @property
+    def reason(self) -> str:
+        """Why, for a reader: an unreadable file's whole first line of error (never cut to a length: the message
+        starts with the path), a failed run's error as recorded."""
+        if self.status == "unreadable":
+            return f"unreadable: {self.error}"
+        if self.status == "completed":  # completed, yet without what a run's record holds
+            return "completed but without metrics or config"
+        return f"status {self.status!r}: {self.error or 'unfinished'}"
+
+
+def load_records(root: str | Path, completed_only: bool = True) -> tuple[list[dict[str, Any]], list[Skipped]]:
+    """The one record loader: every ``record.json`` under root, in path order, each record with ``_path`` added,
+    and a ``Skipped`` for each file set aside. A file that cannot be read (not JSON, not a schema-1 record) is
+    always set aside; with ``completed_only`` so is a run that did not complete and a completed run record without
+    a metrics and a config mapping (a study's record, ``STUDY_FAMILIES``, keeps its own schema and is returned)."""
+    found, skipped = [], []
+    for path in find_records(root):
+        try:
+            record = read_record(path)
+        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+            skipped.append(Skipped(str(path), "unreadable", str(error).splitlines()[0]))
+            continue
+        if completed_only and record.get("status") != "completed":
+            skipped.append(Skipped(str(path), record.get("status"), record.get("error")))
+            continue
+        if (completed_only and record.get("family") not in STUDY_FAMILIES
+                and not (isinstance(record.get("metrics"), dict) and isinstance(record.get("config"), dict))):
+            skipped.append(Skipped(str(path), "completed"))
+            continue
+        record["_path"] = str(path)
+        found.append(record)
+    return found, skipped
+
+
 def new_record(**fields: Any) -> dict[str, Any]:
     """A record with the provenance fields filled in; callers add the rest."""
     commit, dirty = git_state()
@@ -252,12 +300,10 @@ def load(runs_dir: str | Path):
     """
     import pandas as pd  # here, not at the top: records is imported by light modules and by every run
 
-    rows = []
-    for path in find_records(runs_dir):
-        try:
-            rows.append(flat_row(read_record(path), path))
-        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
-            rows.append({"status": "unreadable", "error": str(error).splitlines()[0], "path": str(path)})
+    found, unreadable = load_records(runs_dir, completed_only=False)
+    rows = [flat_row(record, record["_path"]) for record in found]
+    rows += [{"status": "unreadable", "error": skip.error, "path": skip.path} for skip in unreadable]
+    rows.sort(key=lambda row: Path(row["path"]))  # find_records' order: unreadable files among the others
     frame = pd.DataFrame(rows)
     metric_columns = sorted(c for c in frame.columns if c.startswith("metric."))
     return frame.reindex(columns=[*FRAME_COLUMNS, *metric_columns])

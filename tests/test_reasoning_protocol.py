@@ -255,13 +255,16 @@ def test_tables_compare_records_with_the_settings_composed_for_their_task():
     # Table 3 LoRA run (r=32, 100 warm-up steps) is on the table's setting and a GLUE LoRA run (r=8, 500) on its own.
     from propulsion.compose import compose_spec
     from propulsion.reports import selection
+    from propulsion.reports.declarations import TABLES
+
+    table1, table3 = (next(t.protocol for t in TABLES if t.name == name) for name in ("table1", "table3"))
 
     _, reasoning_lora = compose_spec(["task=arithmetic", "method=lora", "model=llama-7b", "trainer.weight_decay=0.01",
                                       "trainer.precision=bf16"])
-    assert selection.deviations(reasoning_lora, "table3") == []
-    assert selection.protocol_deviations(reasoning_lora, "table3") == []
+    assert selection.deviations(reasoning_lora, table3) == []
+    assert selection.protocol_deviations(reasoning_lora, table3) == []
     _, glue_lora = compose_spec(["task=rte", "method=lora"])
-    assert selection.deviations(glue_lora, "table1") == [] and selection.protocol_deviations(glue_lora, "table1") == []
+    assert selection.deviations(glue_lora, table1) == [] and selection.protocol_deviations(glue_lora, table1) == []
     _, changed = compose_spec(["task=arithmetic", "method=lora", "method.peft_config.r=8", "trainer.warmup_steps=500"])
-    assert selection.deviations(changed, "table3") == ["peft_config"]
-    assert "trainer.warmup_steps" in selection.protocol_deviations(changed, "table3")
+    assert selection.deviations(changed, table3) == ["peft_config"]
+    assert "trainer.warmup_steps" in selection.protocol_deviations(changed, table3)

@@ -1,5 +1,7 @@
 """The paper's figures from run records (matplotlib, Agg): PNG + PDF with fixed metadata, so reruns are identical.
 
+Each figure is a ``declarations.FigureDeclaration`` (``declarations.FIGURES``); ``make_all`` draws every one.
+
 Which records a figure uses:
 - Sweeps (fig5_degree, fig8_init, fig10_vectors, fig11_pooling): Propulsion records whose method settings equal
   the preset (conf/method/propulsion.yaml) except the swept one(s), at the task's paper degree unless the degree
@@ -9,7 +11,8 @@ Which records a figure uses:
   tables' rule ranks first (method settings, protocol), mean over seeds at each step; fig3 uses every method's
   preset run on SST-2.
 - Bars (fig3_efficiency, fig4_memory): the fig3 groups (params %, wall time, wall time / train.steps, peak
-  memory), and the newest benchmark record (``make bench``: step time, saved activations, peak memory) if any.
+  memory), and the newest benchmark record (``make bench``: step time, saved activations, peak memory) if any,
+  taken from the same records ``records.load_records`` read (``newest_bench``).
 - The paper states some of its figures' numbers in the text (results/paper/figures.csv): drawn as grey crosses
   (a point) or dashes (a range of x), where the x axis has that value.
 - Every figure says what it shows: the model, task and protocol (``selection.protocol_label``; runs off the paper's
@@ -27,17 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from propulsion import records  # noqa: E402
-from propulsion.reports import selection
+from propulsion.reports import selection  # noqa: E402
+from propulsion.reports.declarations import FIGURES, TABLE1, FigureDeclaration  # noqa: E402
 
 # Figures are GLUE runs: Table 1's protocol (trainer presets authors and paper) is theirs.
-PROTOCOL_TABLE = "table1"
-FIG11_VECTORS = yaml.safe_load((selection.EXPERIMENTS_DIR / "fig11_pooling.yaml").read_text())["method"]["num_vectors"]
+PROTOCOL = TABLE1.protocol
 PNG_METADATA = {"Software": None}  # no matplotlib version in the file
 PDF_METADATA = {"CreationDate": None, "Creator": None, "Producer": None}  # no time stamp, no versions
 
@@ -81,7 +83,7 @@ def _chosen_groups(runs: list[dict], key_of, swept: tuple[str, ...] = (), prefer
         key = key_of(record)
         if key is not None:
             groups[key][selection.group_key(record.get("config") or {})].append(record)
-    return {key: selection.pick(dict(by), PROTOCOL_TABLE, ignore=swept, prefer=prefer).runs
+    return {key: selection.pick(dict(by), PROTOCOL, ignore=swept, prefer=prefer).runs
             for key, by in groups.items()}
 
 
@@ -90,7 +92,7 @@ def _describe(groups: dict[Any, list[dict]], name_of=None) -> tuple[str, dict[An
     first). Fields all share go into the returned title line, the others into each label; a label left empty
     (one line, nothing varies) is the task."""
     fields = {key: {"model": str(group[0].get("model")), "task": str(group[0].get("task")),
-                    "protocol": selection.protocol_label(group[0].get("config") or {}, PROTOCOL_TABLE)}
+                    "protocol": selection.protocol_label(group[0].get("config") or {}, PROTOCOL)}
               for key, group in groups.items()}
     common = [f for f in ("model", "task", "protocol") if len({v[f] for v in fields.values()}) == 1]
     labels = {}
@@ -154,7 +156,7 @@ def sweep(runs: list[dict], folder: Path, name: str, key: str, tasks: tuple[str,
     for x in xs:  # points of one (model, task) chosen under different protocols are different lines
         for (model, task, x_), group in sorted(chosen.items(), key=lambda item: str(item[0][:2])):
             if x_ == x:
-                protocol = selection.protocol_label(group[0].get("config") or {}, PROTOCOL_TABLE)
+                protocol = selection.protocol_label(group[0].get("config") or {}, PROTOCOL)
                 lines[(str(model), str(task), protocol)].append((x, group))
     common, labels = _describe({line: points[0][1] for line, points in lines.items()})
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -263,17 +265,12 @@ def efficiency_panels(chosen: dict[tuple[str, str], list[dict]], bench: list[dic
     return fig3, fig4, common
 
 
-def load_bench(root: str | Path) -> list[dict[str, Any]]:
-    """Rows of the newest completed benchmark record under root (``make bench``), if any."""
-    found = []
-    for path in records.find_records(root):
-        try:
-            record = records.read_record(path)
-        except (OSError, ValueError):
-            continue
-        if record.get("family") == "bench" and record.get("status") == "completed":
-            rows = [{**row, "bench_model": record.get("model")} for row in record.get("bench") or []]
-            found.append((str(record.get("finished_at") or ""), str(path), rows))
+def newest_bench(loaded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the newest completed benchmark record (``make bench``) among records ``records.load_records`` read
+    (by finish time as written, then path), if any."""
+    found = [(str(record.get("finished_at") or ""), str(record.get("_path")),
+              [{**row, "bench_model": record.get("model")} for row in record.get("bench") or []])
+             for record in loaded if record.get("family") == "bench" and record.get("status") == "completed"]
     return max(found)[2] if found else []
 
 
@@ -283,29 +280,26 @@ def make_all(runs: list[dict[str, Any]], folder: Path, bench: list[dict[str, Any
     sst2 = [r for r in runs if r.get("task") == "sst2"]
     steps = _chosen_groups([r for r in _ablation(sst2, ("degree",)) if r.get("evaluations")],
                            lambda r: (r.get("model"), r.get("degree")), ("degree",), _most_evaluations)
-    presets = [r for r in sst2 if r.get("evaluations") and selection.row_method(r, "table1")
+    presets = [r for r in sst2 if r.get("evaluations") and TABLE1.rows(r)
                and not selection.deviations(r.get("config") or {}) and selection.at_paper_degree(r["config"])]
     methods = _chosen_groups(presets, lambda r: (r.get("model"), r.get("method")), prefer=_most_evaluations)
     fig3, fig4, common = efficiency_panels(methods, bench or [])
     shared = textwrap.fill(common, 120)  # model · task · protocol of the runs' bars
-    made = {
-        "fig5_degree": sweep(runs, folder, "fig5_degree", "degree", ("sst2", "qnli", "mrpc"),
-                             "Figure 5 (left)", paper_dir=paper_dir),
-        "fig5_steps": curves({(m, f"k={k}"): g for (m, k), g in steps.items()}, folder, "fig5_steps",
-                             "Figure 5 (right)", "dev metric by degree"),
-        "fig3_convergence": curves(methods, folder, "fig3_convergence", "Figure 3 (left)", "convergence per method"),
-        "fig3_efficiency": _panels(folder, "fig3_efficiency", f"as paper Figure 3 (right): efficiency\n{shared}", fig3),
-        "fig4_memory": _panels(folder, "fig4_memory", f"as paper Figure 4: memory per method\n{shared}", fig4),
-        "fig8_init": sweep(runs, folder, "fig8_init", "init", ("sst2",), "Figure 8",
-                           swept=("init", "init_scale"), paper_dir=paper_dir),
-        "fig10_vectors": sweep(runs, folder, "fig10_vectors", "num_vectors", ("sst2", "qnli", "mrpc", "mnli", "rte"),
-                               "Figure 10", paper_dir=paper_dir),
-        # Pooling compared at one number of vectors (the fig11 sweep's), so that fig10's runs cannot mix in.
-        "fig11_pooling": sweep([r for r in runs if _setting(r, "num_vectors") == FIG11_VECTORS], folder,
-                               "fig11_pooling", "pooling", ("sst2", "mrpc", "mnli", "qnli", "rte"),
-                               f"Figure 11 ({FIG11_VECTORS} vectors)",
-                               swept=("pooling", "num_vectors"), paper_dir=paper_dir),
-    }
+
+    def draw(figure: FigureDeclaration) -> str | None:
+        if figure.draw == "sweep":
+            chosen = [r for r in runs if all(_setting(r, k) == v for k, v in figure.only.items())]
+            return sweep(chosen, folder, figure.name, figure.key, figure.tasks, figure.paper_figure,
+                         swept=figure.swept or None, paper_dir=paper_dir)
+        if figure.draw == "steps":
+            return curves({(m, f"k={k}"): g for (m, k), g in steps.items()}, folder, figure.name,
+                          figure.paper_figure, figure.what)
+        if figure.draw == "convergence":
+            return curves(methods, folder, figure.name, figure.paper_figure, figure.what)
+        panels = {"efficiency": fig3, "memory": fig4}[figure.draw]
+        return _panels(folder, figure.name, f"as paper {figure.paper_figure}: {figure.what}\n{shared}", panels)
+
+    made = {figure.name: draw(figure) for figure in FIGURES}
     drawn = [name for name, result in made.items() if result]
     notes = [f"{name}: skipped, no matching records" for name, result in made.items() if not result]
     return drawn, notes

@@ -1,4 +1,5 @@
-"""reports/small_scale.py on hand-made records: cell values, the average, counts, and byte-identical reruns."""
+"""The small-scale study (declarations.SMALL_SCALE, rendered by reports/study.py) on hand-made records: cell
+values, the average, counts, and byte-identical reruns."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from propulsion import records
-from propulsion.reports import small_scale
+from propulsion.reports import cli, study
+from propulsion.reports.declarations import SMALL_SCALE
 
 TPS = {"propulsion": 22274, "propulsion_attn": 6912, "lora": 74498, "bitfit": 174338, "full_ft": 22713986}
 
@@ -24,6 +26,17 @@ def record(task, method, seed, metrics, lr=1e-2, wall=100.0, memory_mib=1000, st
             "peak_memory_bytes": memory_mib * 2**20, "finished_at": f"2026-12-01T15:0{seed}:00+00:00",
             "data": {"sizes": {"train": 600}}, "train": {"device": "cpu", "steps": 38}, "best": {"value": 0.5},
             "model_files": {"sha256": {"model.safetensors": "53aa"}}}
+
+
+def load(root):
+    """The study's records through the one loader, and its skipped lines as its table lists them."""
+    runs, skipped = records.load_records(root)
+    return runs, [study.skip_line(skip) for skip in skipped]
+
+
+def main(argv):
+    """``python -m propulsion.reports --only small_scale ARGS``."""
+    return cli.main(["--only", "small_scale", *argv])
 
 
 def write(root, rec, name):
@@ -46,9 +59,9 @@ def make_runs(root):
 
 def test_cells_average_and_counts(tmp_path):
     make_runs(tmp_path / "runs")
-    runs, skipped = small_scale.load(tmp_path / "runs")
+    runs, skipped = load(tmp_path / "runs")
     assert len(runs) == 9 and len(skipped) == 1 and "status 'failed'" in skipped[0]
-    text, stats = small_scale.table(runs, skipped)
+    text, stats = study.table(SMALL_SCALE, runs, skipped)
     row = next(line for line in text.splitlines() if line.startswith("| Propulsion(All)"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     # CoLA: 10, 20 -> 15.0 ± 7.1 (sample std of two values a, b is |a - b| / sqrt 2)
@@ -68,8 +81,8 @@ def test_cells_average_and_counts(tmp_path):
 def test_a_cell_with_two_configs_keeps_the_one_with_more_seeds_and_says_so(tmp_path):
     make_runs(tmp_path / "runs")
     write(tmp_path / "runs", record("rte", "propulsion", 0, {"accuracy": 0.99}, lr=1e-3), "other-lr")
-    runs, skipped = small_scale.load(tmp_path / "runs")
-    text, stats = small_scale.table(runs, skipped)
+    runs, skipped = load(tmp_path / "runs")
+    text, stats = study.table(SMALL_SCALE, runs, skipped)
     assert stats["propulsion"]["columns"]["RTE acc"][0] == 52.0  # the two-seed lr=1e-2 group, not 99
     assert "rte × propulsion: config" in text and "(1 seed(s)) left out" in text
 
@@ -78,10 +91,10 @@ def test_make_tables_output_is_byte_identical(tmp_path):
     make_runs(tmp_path / "runs")
     out = tmp_path / "out"
     args = ["--runs", str(tmp_path / "runs"), "--lr-search", str(tmp_path / "runs"), "--out", str(out)]
-    assert small_scale.main(args) == 0
+    assert main(args) == 0
     first = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(first) == {"table.md", "lr_search.md", "score_vs_params.png"}
-    assert small_scale.main(args) == 0
+    assert main(args) == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
     search = first["lr_search.md"].decode()
     assert "| Method | lr | cola | mrpc | rte | stsb | mean | chosen | wall s |" in search
@@ -91,7 +104,7 @@ def test_make_tables_output_is_byte_identical(tmp_path):
 
 
 def test_no_records_gives_a_table_and_no_figure(tmp_path):
-    assert small_scale.main(["--runs", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 0
+    assert main(["--runs", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 0
     assert "(no completed records yet)" in (tmp_path / "out" / "table.md").read_text()
     assert not (tmp_path / "out" / "score_vs_params.png").exists()
 
@@ -105,10 +118,10 @@ def test_the_lr_choice_is_the_best_dev_value_and_ties_keep_the_smaller_lr(tmp_pa
     runs = [searched("propulsion", 2e-3, 0.40), searched("propulsion", 1e-2, 0.55),
             searched("lora", 5e-4, 0.60), searched("lora", 2e-3, 0.60),
             searched("propulsion_attn", 2e-3, float("nan")), searched("propulsion_attn", 1e-2, 0.10)]
-    assert small_scale.choose_lrs(runs) == {"propulsion": 1e-2, "lora": 5e-4, "propulsion_attn": 1e-2}
+    assert study.choose_lrs(runs) == {"propulsion": 1e-2, "lora": 5e-4, "propulsion_attn": 1e-2}
     for i, rec in enumerate(runs):
         write(tmp_path / "search", rec, f"r{i}")
-    assert small_scale.main(["--lr-search", str(tmp_path / "search"), "--lr-overrides"]) == 0
+    assert main(["--lr-search", str(tmp_path / "search"), "--lr-overrides"]) == 0
     assert capsys.readouterr().out.strip() == ("vars.lr.lora=0.0005 vars.lr.propulsion=0.01 "
                                                "vars.lr.propulsion_attn=0.01")
 
@@ -133,43 +146,43 @@ def test_the_lr_choice_averages_the_tasks_searched_and_compares_lrs_on_the_tasks
         searched("bitfit", 2e-3, 0.0, "cola"), searched("bitfit", 1e-2, 0.30, "cola"),
         searched("bitfit", 2e-3, 0.40, "stsb"), searched("bitfit", 1e-2, float("nan"), "stsb"),
     ]
-    assert small_scale.choose_lrs(runs) == {"propulsion": 1e-2, "full_ft": 3e-5, "lora": 5e-3, "bitfit": 2e-3}
+    assert study.choose_lrs(runs) == {"propulsion": 1e-2, "full_ft": 3e-5, "lora": 5e-3, "bitfit": 2e-3}
 
 
 def test_a_partial_sweep_without_an_average_still_draws_its_figure(tmp_path):
     # One task only: no method has the four-task Avg., whose panel is empty; the legend comes from the others.
     write(tmp_path / "runs", record("rte", "lora", 0, {"accuracy": 0.6}), "a")
     write(tmp_path / "runs", record("rte", "propulsion", 0, {"accuracy": 0.55}), "b")
-    assert small_scale.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "score_vs_params.png").stat().st_size > 0
 
 
 def test_the_sweeps_lrs_are_what_the_committed_search_chose():
     # `make experiment NAME=small_scale` reads vars.lr from the YAML, `make small-scale` passes the search's choice:
     # the two must agree, or the same sweep would run at other rates depending on how it is started.
-    repo = Path(__file__).resolve().parent.parent
-    searched, _ = small_scale.load(repo / "results/small_scale/lr_search/runs")
+    repo = Path(__file__).resolve().parents[2]
+    searched, _ = load(repo / "results/small_scale/lr_search/runs")
     fixed = OmegaConf.load(repo / "experiments/small_scale.yaml").vars.lr
-    assert searched and small_scale.choose_lrs(searched) == {method: float(lr) for method, lr in fixed.items()}
+    assert searched and study.choose_lrs(searched) == {method: float(lr) for method, lr in fixed.items()}
 
 
 def test_the_readme_block_is_the_tables_rows_and_nothing_else_moves(tmp_path, capsys):
     make_runs(tmp_path / "runs")
     readme = tmp_path / "README.md"
     before, after = "# Title\n\nintro\n\n", "\n\n## Next section\n"
-    readme.write_text(f"{before}{small_scale.README_START}\nstale rows\n{small_scale.README_END}{after}")
+    readme.write_text(f"{before}{SMALL_SCALE.readme_start}\nstale rows\n{SMALL_SCALE.readme_end}{after}")
     args = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--readme", str(readme)]
-    assert small_scale.main(args) == 0
+    assert main(args) == 0
     written = readme.read_text()
-    assert written.startswith(before + small_scale.README_START + "\n") and written.endswith(
-        small_scale.README_END + after)
+    assert written.startswith(before + SMALL_SCALE.readme_start + "\n") and written.endswith(
+        SMALL_SCALE.readme_end + after)
     assert "stale rows" not in written and "9 completed records;" in written
     table_rows = [line for line in (tmp_path / "out" / "table.md").read_text().splitlines() if line.startswith("|")]
     assert [line for line in written.splitlines() if line.startswith("|")] == table_rows
-    assert small_scale.main(args) == 0 and readme.read_text() == written  # a rerun changes nothing
+    assert main(args) == 0 and readme.read_text() == written  # a rerun changes nothing
 
     bare = tmp_path / "bare.md"
     bare.write_text("# no markers\n")
-    assert small_scale.main([*args[:2], "--out", str(tmp_path / "out2"), "--readme", str(bare)]) == 2
+    assert main([*args[:2], "--out", str(tmp_path / "out2"), "--readme", str(bare)]) == 2
     assert "has no small-scale table block" in capsys.readouterr().err
     assert bare.read_text() == "# no markers\n" and not (tmp_path / "out2").exists()  # nothing half-written

@@ -1,18 +1,18 @@
-"""The small-scale Table 1 (docs/small_scale.md) from its records: ``python -m propulsion.reports.small_scale``.
-
-``make tables`` runs it.
+"""A study's table, figure and learning-rate search from its records (``declarations.StudyDeclaration``; the
+first is the small-scale Table 1 of docs/small_scale.md). ``make tables`` renders every study (``render``).
 
 Rules, so that a number can be traced:
-- Only records with status "completed" under --runs count; the others are listed under the table and skipped.
-- A cell is one (task, method) group: runs whose configs differ only by seed (``records.run_identity`` less the
-  seed). Where a cell has several groups (an lr changed mid-sweep), the one with most seeds counts (then the
-  newest), and the others are named in a note: configs are never averaged together. One record per seed: the
-  newest.
+- Only records ``records.load_records`` returns as completed under the study's runs count; the others are listed
+  under the table and skipped.
+- A cell is one (task, method) group of seeds, chosen by ``selection.pick`` under the study's protocol
+  (``Protocol(paper_first=False)``): runs whose configs differ only by seed (``selection.group_key``). Where a cell
+  has several groups (an lr changed mid-sweep), the one with most seeds counts (then the newest), and the others
+  are named in a note: configs are never averaged together. One record per seed: the newest (``one_per_seed``).
 - Numbers are the held-out split's metrics (protocol=heldout: the reported half of GLUE dev was never used to
   select anything), ×100, mean ± sample std over seeds; n is shown where it is not the row's full seed count.
-- "Avg." is the mean over the four tasks of each task's first metric (CoLA MCC, MRPC acc, STS-B Pearson, RTE
-  acc), the paper's Table 1 rule restricted to our tasks; its ± is the std over seeds of the per-seed averages
-  (seeds that finished every task).
+- "Avg." is the mean over the tasks of each task's first metric (small scale: CoLA MCC, MRPC acc, STS-B Pearson,
+  RTE acc), the paper's Table 1 rule restricted to the study's tasks; its ± is the std over seeds of the per-seed
+  averages (seeds that finished every task).
 - #TPs: the records' params.trainable (a range when the task heads differ); wall time and peak memory: the median
   per run over the row's records (peak memory is the run's own process peak RSS under scripts/serial_sweep.py).
 Output is deterministic: the same records give byte-identical files (sorted rows, fixed formats, no times).
@@ -20,7 +20,6 @@ Output is deterministic: the same records give byte-identical files (sorted rows
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -35,78 +34,36 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from propulsion import records  # noqa: E402
+from propulsion.reports import selection  # noqa: E402
+from propulsion.reports.declarations import StudyDeclaration  # noqa: E402
 
-# (column header, task, metric key); the first column of each task is its "Avg." metric.
-COLUMNS = [("CoLA MCC", "cola", "matthews_correlation"), ("MRPC acc", "mrpc", "accuracy"), ("MRPC F1", "mrpc", "f1"),
-           ("STS-B P", "stsb", "pearson"), ("STS-B S", "stsb", "spearmanr"), ("RTE acc", "rte", "accuracy")]
-AVG_METRICS = {"cola": "matthews_correlation", "mrpc": "accuracy", "stsb": "pearson", "rte": "accuracy"}
-METHODS = {"full_ft": "Full FT", "bitfit": "BitFit", "lora": "LoRA", "propulsion_attn": "Propulsion(Attn)",
-           "propulsion": "Propulsion(All)",  # table order: the paper's Table 1 rows we run, then our variant
-           "propulsion_head": "Propulsion(All) + head"}
-COMMAND = ("make tables   (python -m propulsion.reports.small_scale --runs results/small_scale/runs "
-           "--out results/small_scale)")
-FIGURE = "score_vs_params"
 PNG_METADATA = {"Software": None}  # no matplotlib version in the file: reruns are byte-identical
 
 
-def load(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Completed records under root, and one line for each record skipped."""
-    good, skipped = [], []
-    for path in records.find_records(root):
-        try:
-            record = records.read_record(path)
-        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
-            skipped.append(f"{path}: unreadable ({str(error).splitlines()[0]})")
-            continue
-        if record.get("status") != "completed" or not isinstance(record.get("metrics"), dict):
-            skipped.append(f"{path}: status {record.get('status')!r}")
-            continue
-        record["_path"] = str(path)
-        good.append(record)
-    return good, skipped
+def skip_line(skip: records.Skipped) -> str:
+    """How the study's table lists a record it skipped (its own short form of ``Skipped.reason``)."""
+    if skip.status == "unreadable":
+        return f"{skip.path}: unreadable ({skip.error})"
+    return f"{skip.path}: status {skip.status!r}"
 
 
-def group_key(record: dict[str, Any]) -> str:
-    identity = records.run_identity(record.get("config") or {})
-    identity.pop("seed", None)
-    return records.config_fingerprint(identity)
-
-
-def cells(runs: list[dict[str, Any]]) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], list[str]]:
+def cells(study: StudyDeclaration, runs: list[dict[str, Any]]
+          ) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], list[str]]:
     """(task, method) -> the chosen group's records (one per seed, by seed), and notes on what was left out."""
     groups: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for record in runs:
-        groups[(record.get("task"), record.get("method"))][group_key(record)].append(record)
+        groups[(record.get("task"), record.get("method"))][selection.group_key(record.get("config") or {})].append(
+            record)
     chosen, notes = {}, []
     for cell in sorted(groups, key=str):
-        by_key = {key: _one_per_seed(group) for key, group in groups[cell].items()}
-        ranked = sorted(by_key, key=lambda k: (-len(by_key[k]), -_newest(by_key[k]), k))
-        chosen[cell] = by_key[ranked[0]]
-        for key in ranked[1:]:
-            notes.append(f"{cell[0]} × {cell[1]}: config {key} ({len(by_key[key])} seed(s)) left out for "
-                         f"{ranked[0]} ({len(chosen[cell])} seed(s))")
+        choice = selection.pick(dict(groups[cell]), study.protocol)
+        chosen[cell] = choice.runs
+        kept = selection.group_key(choice.runs[0].get("config") or {})
+        for group in choice.others:
+            seeds = len(selection.one_per_seed(group)[0])
+            notes.append(f"{cell[0]} × {cell[1]}: config {selection.group_key(group[0].get('config') or {})} "
+                         f"({seeds} seed(s)) left out for {kept} ({len(chosen[cell])} seed(s))")
     return chosen, notes
-
-
-def _newest(group: list[dict[str, Any]]) -> float:
-    return max(_finish_order(r) for r in group)
-
-
-def _finish_order(record: dict[str, Any]) -> float:
-    from datetime import datetime
-
-    stamp = record.get("finished_at")
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def _one_per_seed(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    newest: dict[Any, dict[str, Any]] = {}
-    for record in sorted(group, key=lambda r: (_finish_order(r), r["_path"])):
-        newest[record.get("seed")] = record
-    return [newest[seed] for seed in sorted(newest, key=str)]
 
 
 def value(record: dict[str, Any], metric: str) -> float | None:
@@ -130,23 +87,24 @@ def _fmt(mean: float | None, std: float | None, n: int, full: int) -> str:
     return text if n == full else f"{text} (n={n})"
 
 
-def row_stats(method: str, chosen: dict[tuple[str, str], list[dict[str, Any]]]) -> dict[str, Any]:
+def row_stats(study: StudyDeclaration, method: str, chosen: dict[tuple[str, str], list[dict[str, Any]]]
+              ) -> dict[str, Any]:
     """Everything one table row and one figure point need."""
     runs = [r for (task, m), group in chosen.items() if m == method for r in group]
     seeds_of = {task: {r.get("seed") for r in group} for (task, m), group in chosen.items() if m == method}
     full = max((len(s) for s in seeds_of.values()), default=0)
     stats: dict[str, Any] = {"runs": len(runs), "full": full, "columns": {}}
-    for header, task, metric in COLUMNS:
+    for header, task, metric in study.columns:
         values = [v for r in chosen.get((task, method), []) if (v := value(r, metric)) is not None]
         stats["columns"][header] = (*mean_std(values), len(values))
     # Avg.: per seed that finished all four tasks, the mean of the tasks' first metrics; then over seeds.
     per_seed: dict[Any, dict[str, float]] = defaultdict(dict)
-    for task, metric in AVG_METRICS.items():
+    for task, metric in study.average.items():
         for record in chosen.get((task, method), []):
             if (v := value(record, metric)) is not None:
                 per_seed[record.get("seed")][task] = v
     averages = [statistics.fmean(tasks.values()) for _, tasks in sorted(per_seed.items(), key=lambda kv: str(kv[0]))
-                if len(tasks) == len(AVG_METRICS)]
+                if len(tasks) == len(study.average)]
     stats["avg"] = (*mean_std(averages), len(averages))
     trainable = sorted({int(r["params"]["trainable"]) for r in runs if (r.get("params") or {}).get("trainable")})
     stats["trainable"] = trainable
@@ -165,7 +123,7 @@ def _tps(trainable: list[int]) -> str:
     return f"{trainable[0]:,}–{trainable[-1]:,}"
 
 
-def settings(runs: list[dict[str, Any]]) -> list[str]:
+def settings(study: StudyDeclaration, runs: list[dict[str, Any]]) -> list[str]:
     """The settings the records share or differ in, read from the records themselves."""
     def distinct(get) -> str:
         found = sorted({v if isinstance(v := get(r), str) else json.dumps(v, sort_keys=True) for r in runs})
@@ -184,8 +142,8 @@ def settings(runs: list[dict[str, Any]]) -> list[str]:
         f"- model: {distinct(lambda r: r.get('model'))}; weights sha256 (model.safetensors): "
         f"{distinct(lambda r: ((r.get('model_files') or {}).get('sha256') or {}).get('model.safetensors'))}",
         f"- protocol: {distinct(lambda r: r.get('protocol'))}; seeds: {distinct(lambda r: r.get('seed'))}",
-        "- lr per method: " + "; ".join(f"{METHODS.get(m, m)} {', '.join(map(str, sorted(v)))}"
-                                        for m, v in sorted(lrs.items(), key=lambda kv: _order(kv[0]))),
+        "- lr per method: " + "; ".join(f"{study.methods.get(m, m)} {', '.join(map(str, sorted(v)))}"
+                                        for m, v in sorted(lrs.items(), key=lambda kv: _order(study, kv[0]))),
         "- training rows per task: " + "; ".join(f"{t} {', '.join(map(str, sorted(v)))}"
                                                  for t, v in sorted(caps.items())),
         f"- max_length: {distinct(lambda r: r['config']['task'].get('max_length'))}; epochs: "
@@ -195,31 +153,34 @@ def settings(runs: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _order(method: str) -> tuple[int, str]:
-    names = list(METHODS)
+def _order(study: StudyDeclaration, method: str) -> tuple[int, str]:
+    names = list(study.methods)
     return (names.index(method) if method in names else len(names), str(method))
 
 
-def table(runs: list[dict[str, Any]], skipped: list[str]) -> tuple[str, dict[str, dict[str, Any]]]:
-    chosen, notes = cells(runs)
-    methods = sorted({m for _, m in chosen}, key=_order)
-    stats = {m: row_stats(m, chosen) for m in methods}
-    headers = ["Method", "#TPs", *[h for h, _, _ in COLUMNS], "Avg.", "runs", "wall s/run", "peak MiB/run"]
-    lines = ["# Small-scale Table 1: all-MiniLM-L6-v2 on real GLUE data (CPU)", "",
+def table(study: StudyDeclaration, runs: list[dict[str, Any]], skipped: list[str]
+          ) -> tuple[str, dict[str, dict[str, Any]]]:
+    chosen, notes = cells(study, runs)
+    methods = sorted({m for _, m in chosen}, key=lambda m: _order(study, m))
+    stats = {m: row_stats(study, m, chosen) for m in methods}
+    headers = ["Method", "#TPs", *[h for h, _, _ in study.columns], "Avg.", "runs", "wall s/run", "peak MiB/run"]
+    lines = [f"# {study.title}", "",
              "Held-out half of GLUE dev (never used for selection), ×100, mean ± std over seeds "
-             "(n where a cell has fewer seeds than its row). Generated from the records by:", "", f"    {COMMAND}", "",
+             "(n where a cell has fewer seeds than its row). Generated from the records by:", "",
+             f"    {study.command}", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for method in methods:
         s = stats[method]
-        cols = [_fmt(*s["columns"][h][:2], s["columns"][h][2], s["full"]) for h, _, _ in COLUMNS]
+        cols = [_fmt(*s["columns"][h][:2], s["columns"][h][2], s["full"]) for h, _, _ in study.columns]
         wall = f"{s['wall']:.0f}" if s["wall"] is not None else "–"
         memory = f"{s['memory_mib']:.0f}" if s["memory_mib"] is not None else "–"
-        lines.append("| " + " | ".join([METHODS.get(method, method), _tps(s["trainable"]), *cols,
+        lines.append("| " + " | ".join([study.methods.get(method, method), _tps(s["trainable"]), *cols,
                                         _fmt(*s["avg"][:2], s["avg"][2], s["full"]), str(s["runs"]), wall,
                                         memory]) + " |")
     if not methods:
         lines.append("| (no completed records yet) |" + " |" * (len(headers) - 1))
-    lines += ["", f"{len(runs)} completed records" + ("; settings read from them:" if runs else "."), *settings(runs)]
+    lines += ["", f"{len(runs)} completed records" + ("; settings read from them:" if runs else "."),
+              *settings(study, runs)]
     if notes:
         lines += ["", "Left out:", *[f"- {note}" for note in notes]]
     if skipped:
@@ -227,9 +188,9 @@ def table(runs: list[dict[str, Any]], skipped: list[str]) -> tuple[str, dict[str
     return "\n".join(lines) + "\n", stats
 
 
-def figure(stats: dict[str, dict[str, Any]], path: Path) -> bool:
+def figure(study: StudyDeclaration, stats: dict[str, dict[str, Any]], path: Path) -> bool:
     """Score against trainable parameters (log x): one point per method, error bar = std over seeds."""
-    panels = [("Avg.", "avg")] + [(h, h) for h, _, metric in COLUMNS if AVG_METRICS.get(_task_of(h)) == metric]
+    panels = [("Avg.", "avg")] + [(h, h) for h, task, metric in study.columns if study.average.get(task) == metric]
     points = {m: s for m, s in stats.items() if s["trainable"]}
     if not points:
         return False
@@ -240,7 +201,7 @@ def figure(stats: dict[str, dict[str, Any]], path: Path) -> bool:
             if mean is None:
                 continue
             x = statistics.median(s["trainable"])
-            ax.errorbar([x], [mean], yerr=[std or 0.0], fmt="o", capsize=3, label=METHODS.get(method, method))
+            ax.errorbar([x], [mean], yerr=[std or 0.0], fmt="o", capsize=3, label=study.methods.get(method, method))
         ax.set_xscale("log")
         ax.set_title(title)
         ax.set_xlabel("trainable parameters")
@@ -258,11 +219,7 @@ def figure(stats: dict[str, dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def _task_of(header: str) -> str:
-    return next(task for h, task, _ in COLUMNS if h == header)
-
-
-def lr_search_table(runs: list[dict[str, Any]]) -> str:
+def lr_search_table(study: StudyDeclaration, runs: list[dict[str, Any]]) -> str:
     """The learning-rate search: per method and lr, the dev-half selection value (record best.value) on each task
     searched, their mean over the tasks all of the method's rates share (what chooses), and the choice."""
     scores = lr_scores(runs)
@@ -272,19 +229,19 @@ def lr_search_table(runs: list[dict[str, Any]]) -> str:
     for record in runs:
         wall[(record.get("method"), float(record["config"]["trainer"]["lr"]))] += record.get("wall_time_s") or 0.0
     chosen = choose_lrs(runs)
-    lines = ["# Learning-rate search (small_scale_lr_search.yaml): dev half only, seed 0", "",
+    lines = [f"# Learning-rate search ({study.lr_search_sweep}.yaml): dev half only, seed 0", "",
              "Each value is the run's best dev-half evaluation (×100; what selects its checkpoint), the mean is taken "
              "over the tasks every rate of the method has a run for, and the highest mean is chosen (a tie keeps the "
              "smaller lr). The held-out half plays no part. Steps per run: "
              + ", ".join(f"{task} {steps.get(task)}" for task in tasks) + ".", "",
              "| Method | lr | " + " | ".join(tasks) + " | mean | chosen | wall s |",
              "|---|---|" + "---|" * len(tasks) + "---|---|---|"]
-    for method in sorted(scores, key=_order):
+    for method in sorted(scores, key=lambda m: _order(study, m)):
         shared = _shared_tasks(scores[method])
         for lr, values in sorted(scores[method].items()):
             cells = [_shown(values[task]) if task in values else "" for task in tasks]
             mean = statistics.fmean(values[task] for task in shared) if shared else math.nan
-            lines.append(f"| {METHODS.get(method, method)} | {lr:g} | " + " | ".join(cells)
+            lines.append(f"| {study.methods.get(method, method)} | {lr:g} | " + " | ".join(cells)
                          + f" | {_shown(mean)} | {'yes' if chosen.get(method) == lr else ''} | "
                          f"{wall[(method, lr)]:.0f} |")
     return "\n".join(lines) + "\n"
@@ -332,61 +289,55 @@ def choose_lrs(runs: list[dict[str, Any]]) -> dict[str, float]:
     return chosen
 
 
-README_START = ("<!-- small-scale table: written by `make tables` (python -m propulsion.reports.small_scale --readme) "
-                "-->")
-README_END = "<!-- end of the small-scale table -->"
-
-
-def readme_block(table_text: str, n_records: int) -> str:
+def readme_block(table_text: str, n_records: int, study: StudyDeclaration) -> str:
     """What README.md shows between its markers: table.md's rows and where the rest is."""
     rows = [line for line in table_text.splitlines() if line.startswith("|")]
+    table_md = f"{study.out}/table.md"
     return "\n".join([*rows, "", f"{n_records} completed records; the settings they ran with, and what was left out, "
-                       "are in [results/small_scale/table.md](results/small_scale/table.md)."])
+                       f"are in [{table_md}]({table_md})."])
 
 
-def write_readme(path: Path, block: str) -> None:
-    """Replace what lies between README_START and README_END in `path` (the rest of the file is untouched)."""
+def write_readme(study: StudyDeclaration, path: Path, block: str) -> None:
+    """Replace what lies between the study's README markers in `path` (the rest of the file is untouched)."""
     text = path.read_text()
-    start, end = text.find(README_START), text.find(README_END)
+    start, end = text.find(study.readme_start), text.find(study.readme_end)
     if start < 0 or end < start:
-        raise ValueError(f"{path} has no small-scale table block: expected a line {README_START!r} and, after it, "
-                         f"{README_END!r}")
-    path.write_text(text[:start + len(README_START)] + "\n" + block + "\n" + text[end:])
+        raise ValueError(f"{path} has no small-scale table block: expected a line {study.readme_start!r} and, after "
+                         f"it, {study.readme_end!r}")
+    path.write_text(text[:start + len(study.readme_start)] + "\n" + block + "\n" + text[end:])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="The small-scale Table 1 and its figure from the records.")
-    parser.add_argument("--runs", default="results/small_scale/runs", help="folder searched for record.json files")
-    parser.add_argument("--lr-search", default="results/small_scale/lr_search/runs",
-                        help="the lr search's records (a missing folder is skipped)")
-    parser.add_argument("--out", default="results/small_scale", help="table.md, lr_search.md and the figure go here")
-    parser.add_argument("--readme", default=None,
-                        help="also write the table into this file between its small-scale markers (README.md)")
-    parser.add_argument("--lr-overrides", action="store_true",
-                        help="print the search's choice as vars.lr.METHOD=LR overrides for the sweep, write nothing")
-    args = parser.parse_args(argv)
-    if args.lr_overrides:
-        chosen = choose_lrs(load(args.lr_search)[0]) if Path(args.lr_search).is_dir() else {}
-        print(" ".join(f"vars.lr.{method}={lr!r}" for method, lr in sorted(chosen.items())))
-        return 0
-    out = Path(args.out)
-    runs, skipped = load(args.runs)
-    text, stats = table(runs, skipped)
-    if args.readme:  # first, so that a README without the markers writes nothing at all
+def lr_overrides(study: StudyDeclaration, lr_search: str | Path | None = None) -> str:
+    """The search's choice as ``vars.lr.METHOD=LR`` overrides for the sweep (``make small-scale``)."""
+    folder = Path(lr_search or study.lr_search_runs)
+    chosen = choose_lrs(_runs_of(folder)) if folder.is_dir() else {}
+    return " ".join(f"vars.lr.{method}={lr!r}" for method, lr in sorted(chosen.items()))
+
+
+def _runs_of(folder: Path) -> list[dict[str, Any]]:
+    return [r for r in records.load_records(folder)[0] if r.get("family") not in records.STUDY_FAMILIES]
+
+
+def render(study: StudyDeclaration, runs_dir: str | Path | None = None, lr_search: str | Path | None = None,
+           out: str | Path | None = None, readme: str | Path | None = None) -> int:
+    """The study's table.md, figure and lr_search.md (and its README block): 0, or 2 when the README has no
+    markers (then nothing is written). Folders default to the declaration's."""
+    runs_dir, lr_search = Path(runs_dir or study.runs), Path(lr_search or study.lr_search_runs)
+    out = Path(out or study.out)
+    loaded, skipped = records.load_records(runs_dir)
+    runs = [r for r in loaded if r.get("family") not in records.STUDY_FAMILIES]
+    text, stats = table(study, runs, [skip_line(s) for s in skipped])
+    if readme:  # first, so that a README without the markers writes nothing at all
         try:
-            write_readme(Path(args.readme), readme_block(text, len(runs)))
+            write_readme(study, Path(readme), readme_block(text, len(runs), study))
         except (OSError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text)
-    drawn = figure(stats, out / f"{FIGURE}.png")
-    if Path(args.lr_search).is_dir():
-        (out / "lr_search.md").write_text(lr_search_table(load(args.lr_search)[0]))
+    drawn = figure(study, stats, out / f"{study.figure}.png")
+    if lr_search.is_dir():
+        (out / "lr_search.md").write_text(lr_search_table(study, _runs_of(lr_search)))
     print(f"{len(runs)} completed records, {len(skipped)} skipped: {out / 'table.md'}"
-          + (f", {out / FIGURE}.png" if drawn else " (no figure: no records)"))
+          + (f", {out / study.figure}.png" if drawn else " (no figure: no records)"))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from propulsion import records
-from propulsion.reports import engine, figures
-from tests.test_aggregate import write_run
+from propulsion.reports import figures
+from tests.reports.test_tables import write_run
 
 
 def evals(*points):
@@ -71,8 +71,9 @@ def drawn(monkeypatch):
 
 
 def make(runs, tmp_path):
-    good, _skipped = engine.load(runs)
-    return figures.make_all(good, tmp_path / "figures", bench=figures.load_bench(runs))
+    loaded, _skipped = records.load_records(runs)
+    good = [r for r in loaded if r.get("family") not in records.STUDY_FAMILIES]
+    return figures.make_all(good, tmp_path / "figures", bench=figures.newest_bench(loaded))
 
 
 def test_degree_sweep_means_seeds_of_one_config(runs, tmp_path, drawn):

@@ -1,4 +1,5 @@
-"""Tables from synthetic records: values, layout, the paper beside ours, skips, determinism, and the transcription."""
+"""The paper's tables (declarations + engine) from synthetic records: values, layout, the paper beside ours, skips,
+determinism, and the transcription."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from propulsion import records
-from propulsion.reports import cli, engine, selection
+from propulsion.reports import cli, declarations, engine, selection
 from propulsion.reports.selection import PAPER_DIR
 
 PAPER_TEXT = Path("/work/shared/paper/propulsion.md")
@@ -75,7 +76,7 @@ def runs(tmp_path):
 def run_main(runs: Path, out: Path, *extra: str, figures: bool = False) -> dict[str, str]:
     """Tables (and figures if asked: they take seconds) from the records under runs; {file name: text}."""
     flags = ["--no-offline-counts"] + ([] if figures else ["--no-figures"])
-    assert engine.main(["--runs", str(runs), "--out", str(out), *flags, *extra]) == 0
+    assert cli.main(["--only", "paper", "--runs", str(runs), "--out", str(out), *flags, *extra]) == 0
     return {p.name: p.read_text() for p in sorted((out / "tables").iterdir())}
 
 
@@ -232,8 +233,9 @@ def test_a_skipped_records_reason_survives_a_long_path(tmp_path):
     deep = tmp_path / ("a" * 100) / ("b" * 100) / records.RECORD_NAME
     deep.parent.mkdir(parents=True)
     deep.write_text('{"schema_version": 0}')
-    _, skipped = engine.load(tmp_path)
-    assert skipped == [(str(deep), f"unreadable: {deep}: not a schema-{records.SCHEMA_VERSION} run record")]
+    _, skipped = records.load_records(tmp_path)
+    assert [(s.path, s.reason) for s in skipped] == [
+        (str(deep), f"unreadable: {deep}: not a schema-{records.SCHEMA_VERSION} run record")]
 
 
 def test_output_is_byte_identical_on_rerun(runs, tmp_path):
@@ -263,8 +265,8 @@ def test_rows_without_records_are_counted_by_the_injected_counter(tmp_path):
         return 1234 if method == "lora" else None
 
     write_run(tmp_path / "runs", "a")
-    argv = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-figures"]
-    assert engine.main(argv, count=count) == 0
+    argv = ["--only", "paper", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--no-figures"]
+    assert cli.main(argv, count=count) == 0
     text = (tmp_path / "out" / "tables" / "table1.md").read_text()
     assert md_row(text, "roberta-base", "lora")["#TPs ours / paper"] == "1,234 / 0.89M"
     assert md_row(text, "roberta-base", "propulsion")["#TPs ours / paper"] == "86,018 / 0.086M"  # from the record
@@ -278,7 +280,7 @@ def test_rows_without_records_are_counted_by_the_injected_counter(tmp_path):
     assert ("roberta-base", "propulsion", "sst2", ("method.targets=query",)) in asked
     # no counter (or --no-offline-counts): "–", and nothing asked
     asked.clear()
-    assert engine.main([*argv, "--no-offline-counts"], count=count) == 0 and asked == []
+    assert cli.main([*argv, "--no-offline-counts"], count=count) == 0 and asked == []
 
 
 def test_tables_entrypoint_counts_rows_on_the_meta_device(tmp_path):
@@ -288,8 +290,8 @@ def test_tables_entrypoint_counts_rows_on_the_meta_device(tmp_path):
     header = "table,model,method,task,metric,value,params,note\n"
     (paper_dir / "table1.csv").write_text(header + "1,roberta-base,lora,cola,matthews_correlation,60.09,0.89M,\n")
     (paper_dir / "table5.csv").write_text(header + "5,roberta-base,propulsion:mlp,sst2,accuracy,92.42,0.0115M,\n")
-    argv = ["--runs", str(tmp_path / "none"), "--out", str(tmp_path / "out"), "--paper", str(paper_dir),
-            "--no-figures"]
+    argv = ["--only", "paper", "--runs", str(tmp_path / "none"), "--out", str(tmp_path / "out"), "--paper",
+            str(paper_dir), "--no-figures"]
     assert cli.main(argv) == 0
     text = {n: (tmp_path / "out" / "tables" / f"{n}.md").read_text() for n in ("table1", "table5")}
     assert md_row(text["table1"], "roberta-base", "lora")["#TPs ours / paper"] == "887,042 / 0.89M"
@@ -421,7 +423,7 @@ def test_notes_state_what_the_papers_numbers_show():
               if value(t5, method="propulsion:attn", task=t)
               != value(t1, model="roberta-base", method="propulsion_attn", task=t, metric="accuracy")]
     assert differ == ["sst2", "qqp"]
-    note = engine.NOTES["table5"][0]
+    notes = {table.name: table.notes for table in declarations.TABLES}
+    note = notes["table5"][0]
     assert "SST-2 (92.72 vs 92.03) and QQP (85.82 vs 86.73)" in note and "QNLI" not in note
-    assert "roberta-base / bitfit" in engine.NOTES["table1"][1] and "roberta-large / adalora" in \
-        engine.NOTES["table1"][1]
+    assert "roberta-base / bitfit" in notes["table1"][1] and "roberta-large / adalora" in notes["table1"][1]
