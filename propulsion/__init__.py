@@ -9,7 +9,7 @@ from propulsion.version import __version__ as __version__  # noqa: E402  (re-exp
 
 
 def __getattr__(name: str):
-    # Imported lazily so that light modules (records, aggregate) don't pull in torch/transformers.
+    # Imported lazily so that light modules (records, reports) don't pull in torch/transformers.
     if name in __all__:
         from propulsion import method
 

@@ -147,7 +147,7 @@ def parameter_count(model: str, method: str, task: str, overrides: tuple[str, ..
 
 
 def trainable_count(model: str, method: str, task: str, overrides: tuple[str, ...] = ()) -> int | None:
-    """The tables' #TPs for a row no record fills (``aggregate.main(count=...)``); None when model, method or task
+    """The tables' #TPs for a row no record fills (``reports.cli``); None when model, method or task
     has no config here (a record's model given by path): the table shows "–"."""
     for group, name in (("model", model), ("method", method), ("task", task)):
         if name not in group_choices(group):

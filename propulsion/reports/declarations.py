@@ -275,12 +275,8 @@ SMALL_SCALE = StudyDeclaration(
     lr_search_runs="results/small_scale/lr_search/runs",
     out="results/small_scale",
     figure="score_vs_params",
-    # The command and the README marker name the module as it was when README.md's block was written: changing
-    # them changes README.md and table.md; they move with the next regeneration of the study.
-    command=("make tables   (python -m propulsion.reports.small_scale --runs results/small_scale/runs "
-             "--out results/small_scale)"),
-    readme_start=("<!-- small-scale table: written by `make tables` (python -m propulsion.reports.small_scale "
-                  "--readme) -->"),
+    command="make tables   (python -m propulsion.reports --only small_scale)",
+    readme_start="<!-- small-scale table: written by `make tables` (python -m propulsion.reports --readme) -->",
     readme_end="<!-- end of the small-scale table -->",
 )
 STUDIES: tuple[StudyDeclaration, ...] = (SMALL_SCALE,)
