@@ -30,8 +30,8 @@ def apply_full(model, spec: MethodSpec, model_kind: str, total_steps: int | None
     return Prepared(model, Hooks(), {})
 
 
-def save(model, directory: Path, *, metrics: dict | None, base_model_revision: str | None, write: bool,
-         sharded: bool) -> None:
+def save_trainable_tensors(model, directory: Path, *, metrics: dict | None, base_model_revision: str | None,
+                           write: bool, sharded: bool) -> None:
     from safetensors.torch import save_file
 
     from propulsion.method import trainable_state
@@ -41,7 +41,9 @@ def save(model, directory: Path, *, metrics: dict | None, base_model_revision: s
         save_file(state, str(directory / TENSORS), metadata={"format": "pt"})
 
 
-def loader(apply):
+def loader_after(apply):
+    """A load for a kind that leaves a plain model: ``apply`` on the fresh base, then the tensors by name."""
+
     def load(base_model, directory: Path, spec: MethodSpec, model_kind: str):
         """The method applied to a fresh base (what trains), then the saved tensors put in by name."""
         from safetensors.torch import load_file
@@ -59,6 +61,8 @@ def loader(apply):
     return load
 
 
-BITFIT = register_method(MethodEntry(kind="bitfit", apply=apply_bitfit, save=save, load=loader(apply_bitfit)))
-FULL = register_method(MethodEntry(kind="full", apply=apply_full, save=save, load=loader(apply_full),
+BITFIT = register_method(MethodEntry(kind="bitfit", apply=apply_bitfit, save=save_trainable_tensors,
+                                    load=loader_after(apply_bitfit)))
+FULL = register_method(MethodEntry(kind="full", apply=apply_full, save=save_trainable_tensors,
+                                  load=loader_after(apply_full),
                                   trains_whole_model=True))
