@@ -108,13 +108,14 @@ def metric_value(metrics: dict[str, Any] | None, name: str) -> Any:
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved config that decides a run's numbers: the runner's skip/resume key and, less the
-    seed, the tables' grouping. Only Propulsion reads the degree: a LoRA run at degree 1 and 15 is one run."""
+    seed, the tables' grouping. Only a method whose config carries the degree (Propulsion's ``degree: ${degree}``)
+    reads it: a LoRA run at degree 1 and 15 is one run."""
     identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
     if isinstance(identity.get("trainer"), dict):
         identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in TRAINER_NOT_IDENTITY}
     if isinstance(identity.get("task"), dict):
         identity["task"] = {k: v for k, v in identity["task"].items() if k not in TASK_NOT_IDENTITY}
-    if (identity.get("method") or {}).get("kind") != "propulsion":
+    if (identity.get("method") or {}).get("degree") is None:
         identity.pop("degree", None)
     return identity
 

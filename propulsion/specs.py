@@ -6,8 +6,10 @@ that is misspelt in a config fails loudly here instead of being ignored.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from typing import Any
+
+from propulsion.method.config import PropulsionConfig  # plain dataclasses: no torch
 
 PROTOCOLS = ("paper", "heldout")
 SOURCES = ("hub", "files", "sample")
@@ -16,7 +18,6 @@ PRECISIONS = ("no", "fp16", "bf16")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt")
 SELECT_ON = ("metric", "loss", "final")  # best by the task's metric, by dev loss (HF's default), or the last
-METHOD_KINDS = ("propulsion", "peft", "bitfit", "full", "baseline")
 # What a mid-training evaluation computes (task.evaluation.during): the family's whole evaluation on every dev row,
 # the dev loss only, or the family's evaluation with cheaper generation settings on a fixed subset of dev rows.
 EVALUATE_DURING = ("full", "loss", "generate")
@@ -124,19 +125,23 @@ class TaskSpec:
         return self.num_labels == 1
 
 
+def _propulsion_settings() -> list[tuple[str, str, Any]]:
+    """Propulsion's settings are declared once, as PropulsionConfig's fields (with their help and checks); a method
+    YAML sets them as ``method.<field>``. ``degree`` defaults to None here: a method without one takes no degree
+    (Propulsion's YAMLs set it to the run's ``${degree}``)."""
+    return [(f.name, f.type, field(default=None if f.name == "degree" else f.default, metadata=f.metadata))
+            for f in fields(PropulsionConfig)]
+
+
+# degree, targets, head, bias, num_vectors, pooling, init, init_scale, architecture (targets and head serve the
+# PEFT methods and BitFit too). Keyword-only, so MethodSpec's own fields below may come without defaults.
+PropulsionSettings = make_dataclass("PropulsionSettings", _propulsion_settings(), kw_only=True)
+
+
 @dataclass
-class MethodSpec:
+class MethodSpec(PropulsionSettings):
     name: str
     kind: str
-    # Propulsion
-    degree: int | None = None
-    targets: Any = "all"
-    head: str = "propulsion"
-    bias: str = "none"
-    num_vectors: int = 1
-    pooling: str = "mean"
-    init: str = "ones"
-    init_scale: float = 0.02
     # PEFT baselines
     peft_type: str | None = None
     peft_config: dict[str, Any] = field(default_factory=dict)
@@ -144,9 +149,7 @@ class MethodSpec:
     tfinal_ratio: float = 0.2
     # Our adapter baselines (propulsion.baselines.BaselineConfig fields)
     baseline: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _choice("method.kind", self.kind, METHOD_KINDS)
+    # `kind` picks the entry of the method registry (propulsion.adapt), which checks it and the settings it reads.
 
 
 @dataclass

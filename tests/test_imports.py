@@ -124,11 +124,12 @@ def test_only_run_py_imports_hydra():
 
 
 # The house's floors, lowest first: a module imports its own floor and the floors below, never one above.
-# The package's __init__ re-exports the library (method/). training.hooks is the one interface adapt hands the loop
-# (AdaLoRA's per-step hook), so it sits below both.
+# The package's __init__ re-exports the library (method/), whose PropulsionConfig declares the specs' fields.
+# training.hooks is the one interface adapt hands the loop (AdaLoRA's per-step hook), so it sits below both.
 FLOORS = (
-    ("propulsion.version", "propulsion.resources", "propulsion.specs"),
-    ("propulsion", "propulsion.method", "propulsion.tiny", "propulsion.records", "propulsion.training.hooks"),
+    ("propulsion.version", "propulsion.resources"),
+    ("propulsion", "propulsion.method"),  # the library: imports nothing of the suite
+    ("propulsion.specs", "propulsion.tiny", "propulsion.records", "propulsion.training.hooks"),
     ("propulsion.tasks", "propulsion.baselines", "propulsion.backbones"),
     ("propulsion.adapt",),
     ("propulsion.training",),

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from propulsion.baselines.config import BaselineConfig
+from propulsion.method.wrapping import Wrapper
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
 
@@ -63,26 +64,13 @@ def initialise(adapter: Bottleneck, config: BaselineConfig) -> None:
             nn.init.zeros_(linear.bias)
 
 
-class WrapsBaseLayer(nn.Module):
-    """A module wrapping a frozen ``base_layer``: attributes it lacks (weight, in_features, ...) are the base layer's,
-    so code that inspects the layer sees the layer it replaced."""
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "base_layer":
-                raise
-            return getattr(self.base_layer, name)
-
-
 class Slot:
     """Carries a tensor from one module's forward to another's; plain object, so no module is registered twice."""
 
     value: torch.Tensor | None = None
 
 
-class AdapterLayer(WrapsBaseLayer):
+class AdapterLayer(Wrapper):
     """A frozen Linear with an adapter after it (``sequential``: h + adapter(h)) or beside it (``parallel``:
     h + adapter(x), x being this layer's input or, with a ``source`` slot, another module's input)."""
 
@@ -112,7 +100,7 @@ class AdapterLayer(WrapsBaseLayer):
         return f"mode={self.mode}, from_ffn_input={self._source is not None}"
 
 
-class InputTap(WrapsBaseLayer):
+class InputTap(Wrapper):
     """A frozen Linear that records its input for the parallel adapter at the end of its block."""
 
     def __init__(self, base_layer: nn.Module, slot: Slot):

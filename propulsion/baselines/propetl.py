@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from propulsion.baselines.layers import Bottleneck, WrapsBaseLayer
+from propulsion.baselines.layers import Bottleneck
+from propulsion.method.wrapping import Wrapper
 
 MASK_NAME = re.compile(r"\.(down_scores|up_scores|lora_A_scores|lora_B_scores|mask_scores\.\d+)$")
 PROTOTYPES = "baseline_prototypes"  # the root ModuleDict holding the shared prototypes
@@ -59,7 +60,7 @@ class _Ref:
         self.module = module
 
 
-class MaskedAdapterLayer(WrapsBaseLayer):
+class MaskedAdapterLayer(Wrapper):
     """A frozen Linear followed by the shared adapter prototype, its weights masked by this layer's masks."""
 
     def __init__(self, base_layer: nn.Module, prototype: Bottleneck, density: float):
@@ -90,7 +91,7 @@ class LoraPrototype(nn.Module):
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
 
 
-class MaskedLoraLayer(WrapsBaseLayer):
+class MaskedLoraLayer(Wrapper):
     """W x + (alpha / r) (B ⊙ M_B)(A ⊙ M_A) x with the shared A, B and this layer's masks."""
 
     def __init__(self, base_layer: nn.Linear, prototype: LoraPrototype, density: float, scaling: float):

@@ -1,24 +1,26 @@
-"""Propulsion as a library, laid out like a PEFT tuner: config, presets, layer, model. No Hydra, no tasks."""
+"""Propulsion as a library, laid out like a PEFT tuner: config, presets, layer, model. No Hydra, no tasks.
 
-from propulsion.method.config import PropulsionConfig
-from propulsion.method.layer import PropulsionLayer
-from propulsion.method.model import (
-    ParameterCount,
-    PropulsionModel,
-    count_parameters,
-    get_propulsion_model,
-    inject_propulsion,
-    load_propulsion_state,
-    load_trainable_state,
-    propulsion_layers,
-    save_adapter,
-    save_propulsion_state,
-    trainable_state,
-)
-from propulsion.method.presets import head_module_names, resolve_targets
+The names below are imported on first use, so ``propulsion.method.config`` (plain dataclasses) can be read
+without torch: the suite's specs declare the Propulsion settings from ``PropulsionConfig``'s fields."""
 
-__all__ = [
-    "ParameterCount", "PropulsionConfig", "PropulsionLayer", "PropulsionModel", "count_parameters",
-    "get_propulsion_model", "head_module_names", "inject_propulsion", "load_propulsion_state", "load_trainable_state",
-    "propulsion_layers", "resolve_targets", "save_adapter", "save_propulsion_state", "trainable_state",
-]
+from importlib import import_module
+
+# public name -> the module that defines it
+_WHERE = {
+    "PropulsionConfig": "config",
+    "PropulsionLayer": "layer",
+    **dict.fromkeys(
+        ("ParameterCount", "PropulsionModel", "count_parameters", "get_propulsion_model", "inject_propulsion",
+         "load_propulsion_state", "load_trainable_state", "propulsion_layers", "save_adapter",
+         "save_propulsion_state", "trainable_state"), "model"),
+    "head_module_names": "presets",
+    "resolve_targets": "presets",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

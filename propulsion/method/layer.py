@@ -9,6 +9,7 @@ from transformers.pytorch_utils import Conv1D
 from propulsion.method import scaling
 from propulsion.method.config import PropulsionConfig
 from propulsion.method.scaling import apply_scale, compute_scale, scaled_embedding, scaled_linear
+from propulsion.method.wrapping import Wrapper
 
 DEFAULT_ADAPTER = "default"  # PEFT's name for the first adapter
 BASE = "__base__"  # in a mixed batch's adapter_names: this example runs the base model (PEFT's convention)
@@ -36,7 +37,7 @@ def initial_vectors(config: PropulsionConfig, features: int, device) -> torch.Te
     return vectors.uniform_(1.0 - config.init_scale, 1.0 + config.init_scale)
 
 
-class PropulsionLayer(nn.Module):
+class PropulsionLayer(Wrapper):
     """Output V of ``base_layer`` becomes V ⊙ pool(z_i ** degree); z is float32, one entry per output feature.
 
     Named adapters (PEFT's LoRA layout): the first adapter's vectors are ``propulsion`` (so a one-adapter model
@@ -146,15 +147,6 @@ class PropulsionLayer(nn.Module):
         if self.merged:
             return output
         return apply_scale(output, self.scale(), lean=self.lean, scale_range=self._scale_range())
-
-    def __getattr__(self, name: str):
-        # weight, bias, in_features, padding_idx, ...: code that inspects the layer sees the base layer's.
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "base_layer":
-                raise
-            return getattr(self.base_layer, name)
 
     def _apply(self, fn, recurse=True):
         # model.to(bfloat16) casts everything; the Propulsion vectors stay float32 (z**k needs the range).

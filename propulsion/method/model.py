@@ -25,6 +25,7 @@ from propulsion.method.layer import (
     remove_scale_checks,
 )
 from propulsion.method.presets import head_module_names, modified_in_place, resolve_targets
+from propulsion.method.wrapping import Wrapper
 
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9_\-]+")  # a ParameterDict key (no '.') and a folder name
 
@@ -223,7 +224,7 @@ def read_adapter(folder: Path) -> tuple[PropulsionConfig, dict[str, torch.Tensor
     return PropulsionConfig.from_dict(payload["propulsion_config"]), load_file(str(folder / ADAPTER_WEIGHTS)), payload
 
 
-class PropulsionModel(nn.Module):
+class PropulsionModel(Wrapper):
     """A transformers model with Propulsion injected; forward, generate and attributes pass through.
 
     ``PropulsionModel(model, config)`` is an instance of a subclass made once per base class whose ``forward``
@@ -233,6 +234,8 @@ class PropulsionModel(nn.Module):
     loading (``load_state_dict(..., strict=False)``) restore exactly that. ``base_model.state_dict()`` is the full
     model. Named adapters as PEFT's LoRA: add_adapter, set_adapter, delete_adapter, disable_adapter(), and mixed
     batches (``adapter_names=[...]``, one per example; ``"__base__"`` for the base model)."""
+
+    WRAPPED = "base_model"  # attributes it lacks (config, generate, ...) are the base model's
 
     def __new__(cls, model: nn.Module | None = None, *args, **kwargs):
         if cls is PropulsionModel and isinstance(model, nn.Module):
@@ -262,14 +265,6 @@ class PropulsionModel(nn.Module):
             return self.base_model.generate(*args, **kwargs)
         with self._mixed_batch(adapter_names, args, kwargs):
             return self.base_model.generate(*args, **kwargs)
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "base_model":
-                raise
-            return getattr(self.base_model, name)
 
     def get_base_model(self) -> nn.Module:
         return self.base_model

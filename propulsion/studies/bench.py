@@ -106,7 +106,7 @@ def method_spec(name: str) -> MethodSpec:
     from propulsion.reports.selection import beside_task
 
     fields = yaml.safe_load((CONF_METHODS / f"{name}.yaml").read_text())
-    if fields.get("kind") == "propulsion":
+    if "degree" in fields:  # the method reads the run's degree (${degree}): the paper's SST-2 one
         fields["degree"] = DEGREE
     # Method files read a task's own settings through ${oc.select:task...}: SST-2 has none, so their defaults.
     return MethodSpec(**beside_task(fields, {}))

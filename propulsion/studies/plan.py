@@ -18,6 +18,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from propulsion import adapt  # the method registry: light, no torch until an entry runs
 from propulsion.specs import RunSpec, UserError
 
 # Dense tensor-core peaks (TFLOP/s) for 16-bit and TF32 math, and memory (GB), from the vendors' data sheets (SXM).
@@ -157,7 +158,7 @@ def meta_counts(spec: RunSpec) -> tuple[int, int, int, object]:
 def _count_on_meta(spec: RunSpec) -> tuple[int, int, int, object]:
     import torch
 
-    from propulsion import adapt, backbones
+    from propulsion import backbones
     from propulsion.tasks import get_family
 
     family = get_family(spec.task.family)
@@ -198,7 +199,7 @@ def plan_job(overrides: list[str], spec: RunSpec, gpu: str, num_gpus: int = 1) -
     rows_generated_during = passes * dev_rows if generating and schedule.during != "loss" else 0
     generated = (rows_generated_during * beams_during + report_rows * beams) * target_tokens if generating else 0
 
-    full = spec.method.kind == "full"
+    full = adapt.method_entry(spec.method.kind).trains_whole_model
     flops = train_tokens * (4 + 2 * full) * non_embedding  # forward 2N; backward 2N for inputs, +2N for weights
     # Every evaluated row's input is read once per beam (a loss pass: once).
     reads_during, reads_final = (beams_during if rows_generated_during else 1), (beams if generating else 1)

@@ -20,7 +20,7 @@ run_identity = records.run_identity  # what a run computes: its skip/resume key
 
 
 def run_dir_for(spec: RunSpec, run_id: str) -> Path:
-    degree = f"-k{spec.method.degree}" if spec.method.kind == "propulsion" else ""
+    degree = f"-k{spec.method.degree}" if adapt.method_entry(spec.method.kind).takes_degree else ""
     name = f"{spec.model.name}-{spec.task.name}-{spec.method.name}{degree}-s{spec.seed}-{run_id[:8]}"
     return Path(spec.output_root) / name
 
@@ -86,7 +86,7 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
     record = records.new_record(
         run_id=run_id, run_name=spec.run_name, model=spec.model.name, task=spec.task.name,
         family=spec.task.family, method=spec.method.name,
-        degree=spec.method.degree if spec.method.kind == "propulsion" else None,
+        degree=spec.method.degree if adapt.method_entry(spec.method.kind).takes_degree else None,
         seed=spec.seed, protocol=spec.protocol, main_metric=spec.task.main_metric, config=config,
         trainer_resolved=asdict(trainer), run_dir=str(run_dir),
     )

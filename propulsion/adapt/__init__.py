@@ -1,0 +1,97 @@
+"""Turn a method spec into a trainable model: Propulsion, the PEFT tuners, BitFit, full fine-tuning, our baselines.
+
+One registry keyed by ``method.kind`` (registry.py); each kind registers its entry once, in its own module
+(propulsion_kind, peft_kind, bitfit_full_kind, baseline_kind), and the functions below only ask the entry. So
+every record's counts, checks and saved files come from the same code for every method, and a new kind is one
+module that calls :func:`register_method` (docs/contributing.md, "Add a method"). Importing this package loads
+no torch: the entries import it when they run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from propulsion.adapt import baseline_kind, bitfit_full_kind, peft_kind, propulsion_kind  # noqa: F401  (register)
+from propulsion.adapt.propulsion_kind import propulsion_config
+from propulsion.adapt.registry import (
+    MethodEntry,
+    Prepared,
+    count_trainable,
+    entry_that_made,
+    method_entry,
+    register_method,
+    registered_kinds,
+    unregister_method,
+)
+from propulsion.specs import MethodSpec, UserError
+
+__all__ = ["MethodEntry", "Prepared", "apply_method", "check_targets", "count", "count_parameters_on_meta",
+           "count_trainable", "load_trained", "method_entry", "propulsion_config", "register_method",
+           "registered_kinds", "save_trained", "unregister_method", "validate"]
+
+
+def validate(spec: MethodSpec) -> None:
+    """Catch a bad method config before anything is loaded or written."""
+    method_entry(spec.kind).validate(spec)
+
+
+def apply_method(model, spec: MethodSpec, model_kind: str, total_steps: int | None = None) -> Prepared:
+    """Freeze what the method freezes and attach what it trains. ``total_steps`` is AdaLoRA's schedule."""
+    return method_entry(spec.kind).apply(model, spec, model_kind, total_steps)
+
+
+def check_targets(model_config, spec: MethodSpec, model_kind: str) -> None:
+    """Refuse target patterns that match no module of the model, before anything is loaded or written: the
+    model is built on the meta device from its config (no weights, no memory)."""
+    from propulsion.adapt import targets
+
+    if method_entry(spec.kind).checks_targets:
+        targets.check(model_config, spec, model_kind)
+
+
+def count(model) -> dict[str, Any]:
+    """Trainable and total parameters of a prepared model (the entry that made it counts)."""
+    return entry_that_made(model).count(model)
+
+
+def count_parameters_on_meta(model_config, spec: MethodSpec, model_kind: str) -> dict[str, Any]:
+    """Counts for a full-size model built on the meta device from its config: no download, no memory."""
+    import torch
+
+    from propulsion.adapt.targets import meta_model
+
+    entry = method_entry(spec.kind)
+    model = meta_model(model_config, model_kind)
+    with torch.device("meta"):
+        prepared = entry.apply(model, spec, model_kind, 1000)  # 1000: any AdaLoRA schedule; counts do not move
+    return entry.count(prepared.model)
+
+
+def save_trained(model, directory: Path, metrics: dict | None = None, base_model_revision: str | None = None,
+                 write: bool = True) -> list[str]:
+    """The trained parameters in the method's own format, as safetensors; returns the files written (see each
+    entry's save; :func:`load_trained` is the inverse). Sharded (FSDP2): every process calls it, the tensors
+    are gathered whole, and only the process with ``write`` writes files."""
+    from propulsion import records
+    from propulsion.method import sharding
+
+    directory = Path(directory)
+    if write:
+        directory.mkdir(parents=True, exist_ok=True)
+    entry_that_made(model).save(model, directory, metrics=metrics, base_model_revision=base_model_revision,
+                                write=write, sharded=sharding.model_is_sharded(model))
+    if not write:
+        return []
+    files = sorted(path for path in directory.rglob("*") if path.is_file())
+    for path in files:
+        records.make_readable(path)
+    return [str(path.relative_to(directory)) for path in files]
+
+
+def load_trained(base_model, directory: Path, spec: MethodSpec, model_kind: str):
+    """What :func:`save_trained` wrote, onto a fresh ``base_model``: the trained model back."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"no saved method at {directory}")
+    return method_entry(spec.kind).load(base_model, directory, spec, model_kind)
