@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from propulsion import adapt, backbones, records
+from propulsion import adapt, backbones, hub_access, records
 from propulsion.specs import RunSpec, UserError
 from propulsion.tasks import data as task_data
 from propulsion.tasks import get_family
@@ -50,6 +50,10 @@ def validate(spec: RunSpec, load: bool = True):
         family.validate(spec.task, read_data=load)
     if not load:
         return family
+    # The model and data exist where they are said to be, or can be fetched: a missing local path or an offline
+    # hub is one line here, in seconds, before a run folder or a tracker run exists.
+    own_loader = getattr(family, "load_raw", None) is not None  # it checks its own sources in family.validate
+    hub_access.check_sources(spec.model, None if own_loader else spec.task)
     try:  # target patterns, on the model built from its config on the meta device
         config = backbones.load_config(spec.model, **family.model_overrides(spec.task))
     except UserError:
