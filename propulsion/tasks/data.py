@@ -134,10 +134,10 @@ def check_files(task: TaskSpec, columns: dict[str, str], label: str | None = Non
             continue  # a URL is read at load time
         path = Path(location)
         if not path.is_file():
-            where = f"task.data_dir={task.data_dir} has no {split} file" if task.data_dir and split not in (
-                task.data_files or {}) else f"the {split} file"
-            raise UserError(f"{where}: {location} does not exist; valid names: "
-                            f"{', '.join(split + suffix for suffix in LOCAL_FORMATS)}")
+            if task.data_dir and split not in (task.data_files or {}):
+                raise UserError(f"task.data_dir={task.data_dir} has no {split} file; valid names: "
+                                f"{', '.join(split + suffix for suffix in LOCAL_FORMATS)}")
+            raise UserError(f"task.data_files: the {split} file {location} does not exist")
         rows = peek_rows(path)
         if rows is None:  # a layout this check does not read (e.g. JSON with a top-level field): the load decides
             continue
