@@ -17,6 +17,8 @@ from propulsion.training.tracking import Tracker
 
 ADAPTER_DIR = "adapter"  # in the run folder: the reported model's trained parameters (adapt.save_trained)
 run_identity = records.run_identity  # what a run computes: its skip/resume key
+# The folder of the run this process started last (run.py names a failed sweep job's folder from it).
+LAST_RUN_DIR: list[Path] = []
 
 
 def run_dir_for(spec: RunSpec, run_id: str) -> Path:
@@ -66,6 +68,7 @@ def validate(spec: RunSpec, load: bool = True):
 
 def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one configuration; returns its record (also written to <run dir>/record.json)."""
+    LAST_RUN_DIR.clear()
     family = validate(spec)
     run_id, run_dir = run_location(spec, config)
     record_path = run_dir / records.RECORD_NAME
@@ -94,6 +97,7 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
         seed=spec.seed, protocol=spec.protocol, main_metric=spec.task.main_metric, config=config,
         trainer_resolved=asdict(trainer), run_dir=str(run_dir),
     )
+    LAST_RUN_DIR[:] = [run_dir]
     if main:
         records.write_json_atomic(record_path, record)
     tracker = None

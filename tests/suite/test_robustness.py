@@ -37,11 +37,27 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path, data):
     # lr=1e30 drives z^k to inf: the loss becomes non-finite and that job fails; the other job completes.
     result = run_cli(*QUICK, "task=sst2", f"task.data_dir={data}", "trainer.max_steps=4", "trainer.lr=1e30,1e-3",
                      f"output_root={tmp_path}", multirun=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 1, result.stderr[-2000:]  # a failed job fails the sweep's exit status
     statuses = sorted((r["config"]["trainer"]["lr"], r["status"]) for r in records_under(tmp_path))
     assert statuses == [(1e-3, "completed"), (1e30, "failed")]
     failed = next(r for r in records_under(tmp_path) if r["status"] == "failed")
     assert "FloatingPointError" in failed["error"]
+    # The end-of-sweep summary: counts, then the failed job's folder and its first error line.
+    summary = result.stderr[result.stderr.index("sweep: 2 jobs"):].splitlines()
+    assert summary[0] == "sweep: 2 jobs: 1 completed, 1 failed, 0 skipped (already completed)"
+    assert summary[1].startswith(f"  failed: {failed['run_dir']}: FloatingPointError: ")
+    assert summary[2] == "exit status 1: a job failed (--allow-failures keeps 0)"
+
+
+def test_a_refused_sweep_job_is_counted_and_allow_failures_keeps_exit_0(tmp_path, data):
+    result = run_cli(*QUICK, "task=sst2", f"task.data_dir={data}", "degree=-1", f"output_root={tmp_path}",
+                     "--allow-failures", multirun=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = result.stderr[result.stderr.index("sweep: 1 jobs"):].splitlines()
+    assert summary[0] == "sweep: 1 jobs: 0 completed, 1 failed, 0 skipped (already completed)"
+    assert summary[1].startswith("  failed: (no run folder: refused before it started): error: ")
+    assert "degree" in summary[1] and len(summary) == 2
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
 def test_a_sweep_over_precision_runs_every_job(tmp_path, data):
