@@ -2,10 +2,12 @@
 PYTHON ?= python
 # A CPU build for machines without a GPU; set TORCH=torch (or your CUDA wheel) before `make install` on GPUs.
 TORCH ?= torch==2.13.0
+# Your runs (output_root's default), for make compare; the committed records the committed tables come from.
 RUNS ?= results/runs
+TABLE_RUNS ?= results/records
 DEVICE_OUT ?= results/runs/device-check
 
-.PHONY: install demo test lint tables bench device-check ntk experiment plan table1 table5 clean-demo small-scale \
+.PHONY: install demo test lint tables compare bench device-check ntk experiment plan table1 table5 clean-demo small-scale \
 	ntk-small-scale
 
 install:
@@ -24,10 +26,14 @@ test: install
 lint:
 	ruff check .
 
-# Paper tables and figures from every record under $(RUNS).
+# Paper tables and figures from the committed records (TABLE_RUNS), so your own runs never rewrite results/tables/.
 tables:
-	$(PYTHON) -m propulsion.reports.cli --runs $(RUNS) --out results
+	$(PYTHON) -m propulsion.reports.cli --runs $(TABLE_RUNS) --out results
 	$(PYTHON) -m propulsion.reports.small_scale --readme README.md   # docs/small_scale.md: results/small_scale/{table.md,*.png}, README
+
+# Your own runs side by side: mean ± std over seeds per model x task x method x degree (make compare RUNS=dir).
+compare:
+	$(PYTHON) -m propulsion.reports.compare $(RUNS)
 
 # One paper table or figure: the sweep in experiments/NAME.yaml (SLURM: add hydra/launcher=submitit_slurm).
 experiment:
