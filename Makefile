@@ -69,7 +69,7 @@ ntk-small-scale:
 		--n 16 --steps 10 --degree 15 --out results/small_scale/ntk/rte-k15-n16-t10
 
 bench:
-	$(PYTHON) scripts/bench.py $(ARGS)   # ARGS=--quick for a one-minute run
+	$(PYTHON) scripts/bench.py $(ARGS)   # ARGS=--quick: a smaller model, about 95 s on 2 CPU cores
 
 # On a machine with a GPU: the CUDA tests, then the benchmark in bf16 (scripts/device_check.sh; installs nothing).
 device-check:
