@@ -142,3 +142,18 @@ def test_the_shared_data_copy_is_named_where_present(tmp_path, monkeypatch):
                                              ("a/b/c", True)])
 def test_paths_and_hub_ids_are_told_apart(name, local):
     assert hub_access.looks_local(name) is local
+
+
+def test_parquet_and_json_array_files_are_read_too(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "d"
+    data.mkdir()
+    pq.write_table(pa.table({"sentence": ["good film"], "target": [1]}), data / "train.parquet")
+    (data / "validation.json").write_text(json.dumps([{"sentence": "ok", "label": 0}]))
+    assert refusal(tmp_path, f"task.data_dir={data}") == (
+        f"split 'train' ({data}/train.parquet) has no column 'label' (task.label_field); its columns: sentence, target")
+    pq.write_table(pa.table({"sentence": ["good film"], "label": [1]}), data / "train.parquet")
+    spec, _ = compose_spec([*BASE, f"task.data_dir={data}"])
+    assert validate(spec).__name__ == "propulsion.tasks.glue"  # well-formed files pass
