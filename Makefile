@@ -2,10 +2,12 @@
 PYTHON ?= python
 # A CPU build for machines without a GPU; set TORCH=torch (or your CUDA wheel) before `make install` on GPUs.
 TORCH ?= torch==2.13.0
+# Your runs (output_root's default), for make compare; the committed records the committed tables come from.
 RUNS ?= results/runs
+TABLE_RUNS ?= results/records
 DEVICE_OUT ?= results/runs/device-check
 
-.PHONY: install demo test lint tables bench device-check ntk experiment plan table1 table5 clean-demo small-scale \
+.PHONY: install demo test lint tables compare bench device-check ntk experiment plan table1 table5 clean-demo small-scale \
 	ntk-small-scale
 
 install:
@@ -24,10 +26,15 @@ test: install
 lint:
 	ruff check .
 
-# Paper tables and figures from every record under $(RUNS), then every study's (docs/small_scale.md:
-# results/small_scale/{table.md,lr_search.md,*.png} and README's block): propulsion/reports/declarations.py.
+# Paper tables and figures from the committed records (TABLE_RUNS), so your own runs never rewrite results/tables/,
+# then every study's (docs/small_scale.md: results/small_scale/{table.md,lr_search.md,*.png} and README's block):
+# propulsion/reports/declarations.py.
 tables:
-	$(PYTHON) -m propulsion.reports --runs $(RUNS) --out results --readme README.md
+	$(PYTHON) -m propulsion.reports --runs $(TABLE_RUNS) --out results --readme README.md
+
+# Your own runs side by side: mean ± std over seeds per model x task x method x degree (make compare RUNS=dir).
+compare:
+	$(PYTHON) -m propulsion.reports.compare $(RUNS)
 
 # One paper table or figure: the sweep in experiments/NAME.yaml (SLURM: add hydra/launcher=submitit_slurm).
 experiment:
@@ -63,7 +70,7 @@ ntk-small-scale:
 		--n 16 --steps 10 --degree 15 --out results/small_scale/ntk/rte-k15-n16-t10
 
 bench:
-	$(PYTHON) scripts/bench.py $(ARGS)   # ARGS=--quick for a one-minute run
+	$(PYTHON) scripts/bench.py $(ARGS)   # ARGS=--quick: a smaller model, about 95 s on 2 CPU cores
 
 # On a machine with a GPU: the CUDA tests, then the benchmark in bf16 (scripts/device_check.sh; installs nothing).
 device-check:

@@ -270,6 +270,7 @@ def recording(record: dict[str, Any], path: str | Path, write: bool = True) -> I
             write_json_atomic(path, record)
 
 
+NO_DEGREE = "-"  # load's degree for methods without one (LoRA, BitFit, ...): a group-by key, where NaN is dropped
 # The columns of ``load``, in order; metrics follow as ``metric.<name>`` (``metric.matched/accuracy``).
 FRAME_COLUMNS = (
     "run_id", "status", "error", "model", "task", "family", "method", "degree", "seed", "protocol",
@@ -287,6 +288,8 @@ def flat_row(record: dict[str, Any], path: str | Path | None = None) -> dict[str
     row.update(main_value=metric_value(metrics, main) if main else None, params_trainable=params.get("trainable"),
                params_total=params.get("total"), params_percent=params.get("percent"),
                path=str(path) if path is not None else None)
+    if row["degree"] is None:
+        row["degree"] = NO_DEGREE
     row.update({f"metric.{name}": value for name, value in sorted(metrics.items())})
     return row
 
@@ -295,6 +298,7 @@ def load(runs_dir: str | Path):
     """Every run record under ``runs_dir`` as a pandas DataFrame, one row per record file (any status; a file
     that cannot be read is a row with status "unreadable" and the reason in ``error``), ordered by path.
     Columns: FRAME_COLUMNS, then ``metric.<name>`` for every metric any run reported (NaN where a run has none).
+    ``degree`` is NO_DEGREE ("-") for a method without one, so a group-by on it keeps every method.
 
         >>> frame = load("results/runs")
         >>> frame[frame.status == "completed"].groupby(["task", "method"])["main_value"].mean()

@@ -32,6 +32,19 @@ def _choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
         raise UserError(f"unknown {what} {value!r}; valid choices: {', '.join(choices)}")
 
 
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
+
+
+def _integer(what: str, value: Any, minimum: int, maximum: int | None = None, optional: bool = False) -> None:
+    """``what`` is an integer in [minimum, maximum] (or null where ``optional``): one line naming it otherwise."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None
+                                                                                      and value > maximum):
+        valid = f"an integer in [{minimum}, {maximum}]" if maximum is not None else f"an integer >= {minimum}"
+        raise UserError(f"{what} must be {valid}{' or null' if optional else ''}, got {value!r}")
+
+
 @dataclass
 class ModelSpec:
     name: str
@@ -49,6 +62,10 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not self.name_or_path and not self.tiny:
             raise UserError(f"model {self.name!r} needs model.name_or_path (a hub id or a local directory)")
+        if self.name_or_path and self.tiny:  # it would be silently ignored: the tiny model is built from a config
+            raise UserError(f"model.name_or_path={self.name_or_path} is given for the built-in tiny model "
+                            f"{self.name!r}, which loads no weights; drop it, or choose a real model (e.g. "
+                            f"model=roberta-base model.name_or_path={self.name_or_path})")
         if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise UserError(f"model.dropout must be a number in [0, 1) or null, got {self.dropout!r}")
         if self.reinit is not None and (isinstance(self.reinit, str) or not all(isinstance(name, str) and name
@@ -116,6 +133,10 @@ class TaskSpec:
         _choice("task.source", self.source, SOURCES)
         if self.size not in ("small", "large"):
             raise UserError(f"unknown task.size {self.size!r}; valid choices: small, large")
+        _integer("task.num_labels", self.num_labels, 1)
+        _integer("task.max_length", self.max_length, 1)
+        _integer("task.max_train_samples", self.max_train_samples, 1, optional=True)
+        _integer("task.max_eval_samples", self.max_eval_samples, 1, optional=True)
         if self.metrics and self.main_metric.split("/")[-1] not in self.metrics:  # "matched/accuracy" -> accuracy
             raise UserError(f"task.main_metric {self.main_metric!r} is not one of task.metrics; valid choices: "
                             f"{', '.join(self.metrics)}")
@@ -150,6 +171,11 @@ class MethodSpec(PropulsionSettings):
     # Our adapter baselines (propulsion.baselines.BaselineConfig fields)
     baseline: dict[str, Any] = field(default_factory=dict)
     # `kind` picks the entry of the method registry (propulsion.adapt), which checks it and the settings it reads.
+
+    def __post_init__(self) -> None:
+        _integer("method.num_vectors", self.num_vectors, 1)
+        if isinstance(self.init_scale, bool) or not isinstance(self.init_scale, int | float):
+            raise UserError(f"method.init_scale must be a number, got {self.init_scale!r}")
 
 
 @dataclass
@@ -242,6 +268,10 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         _choice("protocol", self.protocol, PROTOCOLS)
+        _integer("seed", self.seed, 0, MAX_SEED)
+        for key in ("skip_completed", "resume", "save_adapter"):
+            if not isinstance(getattr(self, key), bool):
+                raise UserError(f"{key} must be true or false, got {getattr(self, key)!r}")
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> RunSpec:

@@ -41,6 +41,16 @@ def test_tiny_benchmark_writes_a_record_with_every_method(tmp_path, capsys):
     assert record["bench_setup"]["precision"] == "fp32"
     printed = capsys.readouterr().out
     assert "| propulsion | 578 |" in printed and "Propulsion(All) vs floor" in printed
+    summary = next(line for line in printed.splitlines() if line.startswith("Propulsion(All) vs floor"))
+    assert summary.endswith(bench.target_note(rows["propulsion"]))  # met or missed, never a bare target
+
+
+def test_the_target_is_said_met_or_missed():
+    assert bench.target_note({"time_vs_floor": 1.02, "saved_vs_floor": 1.05}) == " (within the 1.05x target)"
+    assert bench.target_note({"time_vs_floor": 1.08, "saved_vs_floor": 1.30}) == (
+        " (time and saved activations above the 1.05x target; why: docs/benchmarks.md)")
+    assert bench.target_note({"time_vs_floor": 1.0, "saved_vs_floor": 1.3}) == (
+        " (saved activations above the 1.05x target; why: docs/benchmarks.md)")
 
 
 def test_saved_bytes_counter_on_a_known_case():

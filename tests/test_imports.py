@@ -130,7 +130,7 @@ FLOORS = (
     ("propulsion.version", "propulsion.resources"),
     ("propulsion", "propulsion.method"),  # the library: imports nothing of the suite
     ("propulsion.specs", "propulsion.tiny", "propulsion.records", "propulsion.training.hooks"),
-    ("propulsion.tasks", "propulsion.baselines", "propulsion.backbones"),
+    ("propulsion.tasks", "propulsion.baselines", "propulsion.backbones", "propulsion.hub_access"),
     ("propulsion.adapt",),
     ("propulsion.training",),
     ("propulsion.compose",),

@@ -60,7 +60,7 @@ def test_console_scripts_point_at_callables():
     import importlib
 
     scripts = PROJECT["scripts"]
-    assert set(scripts) == {"propulsion-run", "propulsion-tables"}
+    assert set(scripts) == {"propulsion-run", "propulsion-tables", "propulsion-compare"}
     for target in scripts.values():
         module, _, function = target.partition(":")
         assert callable(getattr(importlib.import_module(module), function))

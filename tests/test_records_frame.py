@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from propulsion import records
 
@@ -41,6 +45,7 @@ def test_load_gives_one_flat_row_per_run(tmp_path):
     assert (a.wall_time_s, a.peak_memory_bytes, a.status) == (12.5, 2048, "completed")
     assert b.main_value == 0.8 and b["metric.mismatched/accuracy"] == 0.7 and b.seed == 1
     assert c.status == "failed" and c.error == "CUDA out of memory" and math.isnan(c.main_value)
+    assert c.degree == records.NO_DEGREE  # a method without a degree: a key a group-by keeps
     assert d.status == "unreadable" and "Expecting property name" in d.error
     completed = frame[frame.status == "completed"]
     assert completed.groupby("method")["main_value"].mean().to_dict() == {"propulsion": (0.9 + 0.8) / 2}
@@ -57,3 +62,32 @@ def test_records_stays_light():
             "print(sorted(m for m in ('pandas', 'torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_group_bys_keep_every_method(tmp_path):
+    write(tmp_path, "p0")
+    write(tmp_path, "p1", seed=1, metrics={"accuracy": 0.8})
+    write(tmp_path, "lora", method="lora", degree=None, metrics={"accuracy": 0.7})
+    write(tmp_path, "bitfit", method="bitfit", degree=None, metrics={"accuracy": 0.6})
+    means = records.load(tmp_path).groupby(["task", "method", "degree"])["main_value"].mean()
+    assert means.to_dict() == {("sst2", "bitfit", "-"): 0.6, ("sst2", "lora", "-"): 0.7,
+                               ("sst2", "propulsion", 15): (0.9 + 0.8) / 2}
+
+
+def test_the_docs_examples_run_as_written(tmp_path, monkeypatch):
+    # docs/results-and-tracking.md's Python blocks, executed in a folder whose results/runs holds a Propulsion and a
+    # LoRA run: the printed group-by has both methods.
+    runs = tmp_path / "results" / "runs"
+    write(runs, "p0")
+    write(runs, "lora", method="lora", degree=None, metrics={"accuracy": 0.7})
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "results-and-tracking.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    assert blocks, "the doc lost its Python example"
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        for block in blocks:
+            exec(compile(block, "docs/results-and-tracking.md", "exec"), {})
+    lines = printed.getvalue().splitlines()
+    assert any(line.split()[:5] == ["sst2", "lora", "-", "0.7", "NaN"] for line in lines), printed.getvalue()
+    assert any(line.split()[:3] == ["propulsion", "15", "0.9"] for line in lines), printed.getvalue()

@@ -53,8 +53,19 @@ class PropulsionConfig:
     architecture: str | None = field(
         default=None, metadata={"help": "model_type used to resolve presets; default: model.config.model_type."}
     )
+    target_modules: str | list[str] | None = field(
+        default=None, compare=False,
+        metadata={"help": "PEFT's name for targets (either may be given; both, only if equal). After construction "
+                          "it reads the same as targets; to_dict() stores targets only."},
+    )
 
     def __post_init__(self) -> None:
+        if self.target_modules is not None:
+            given = self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules)
+            if self.targets != "all" and self.targets != given:
+                raise ValueError(f"targets={self.targets!r} and target_modules={given!r} differ; pass one of them "
+                                 f"(target_modules is PEFT's name for targets)")
+            self.targets = given
         self.degree = _integer("degree", self.degree)
         if isinstance(self.targets, str):
             if self.targets not in PRESETS:
@@ -79,9 +90,12 @@ class PropulsionConfig:
         scale = self.init_scale
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0:
             raise ValueError(f"init_scale must be a number > 0, got {self.init_scale!r}")
+        self.target_modules = self.targets  # the alias reads what was resolved
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        del values["target_modules"]  # the alias: saved configs keep one name (targets)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PropulsionConfig:

@@ -13,6 +13,7 @@ from typing import Any
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "propulsion_config.json"
 MODEL_CARD = "README.md"
+TRAINER_WEIGHTS = "model.safetensors"  # transformers.Trainer's save_model(): the state_dict, its payload inside
 # The hub's repo id: "name" or "namespace/name" (letters, digits, '-', '_', '.'; 96 characters at most).
 REPO_ID = re.compile(r"(?:[A-Za-z0-9][\w.\-]{0,95}/)?[A-Za-z0-9][\w.\-]{0,95}")
 
@@ -25,7 +26,7 @@ def resolve(source: str | Path, revision: str | None = None, subfolder: str | No
     path = Path(source)
     if path.is_dir():
         folder = path / subfolder if subfolder else path
-        if not (folder / ADAPTER_CONFIG).exists():
+        if not (folder / ADAPTER_CONFIG).exists() and not (folder / TRAINER_WEIGHTS).exists():
             raise ValueError(f"{folder} holds no Propulsion adapter: {ADAPTER_CONFIG} is missing")
         return folder
     name = str(source)
@@ -69,6 +70,7 @@ def model_card(payload: dict[str, Any], trainable: int, total: int, wrapped: int
         ("Head / bias policy", f"{config['head']} / {config['bias']}"),
         ("Trainable parameters", f"{trainable:,} of {total:,} ({100.0 * trainable / total:.4f}%)" if total
          else f"{trainable:,}"),
+        ("Saved frozen parameters", _frozen_note(payload.get("frozen_saved"))),
         ("Propulsion version", payload.get("propulsion_version") or "unknown"),
     ]
     lines = [*front, "", "# Propulsion adapter" + (f" for {base}" if base else ""), "",
@@ -84,6 +86,14 @@ def model_card(payload: dict[str, Any], trainable: int, total: int, wrapped: int
               f"base = AutoModel.from_pretrained({base!r})" if base else "base = ...  # the base model",
               f"model = PropulsionModel.from_pretrained(base, {source!r})", "```", ""]
     return "\n".join(lines)
+
+
+def _frozen_note(frozen: dict[str, Any] | None) -> str:
+    if not frozen or not frozen.get("tensors"):
+        return "none (every frozen tensor comes from the base checkpoint)"
+    return (f"{frozen['parameters']:,} in {len(frozen['tensors'])} tensors the base checkpoint does not hold (the "
+            f"task head, initialised at random when the base is built; frozen, not counted as trainable), saved so "
+            f"the adapter reproduces its outputs on any fresh base")
 
 
 def _number(value: Any) -> str:

@@ -16,7 +16,7 @@ from torch import nn
 
 from propulsion.method import hub, sharding
 from propulsion.method.config import PropulsionConfig
-from propulsion.method.hub import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MODEL_CARD
+from propulsion.method.hub import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MODEL_CARD, TRAINER_WEIGHTS
 from propulsion.method.layer import (
     BASE,
     DEFAULT_ADAPTER,
@@ -139,7 +139,7 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], stric
 
 def _load_into(params: dict[str, torch.Tensor], required: list[str], state: dict[str, torch.Tensor],
                strict: bool) -> None:
-    for key, value in state.items():
+    for key, value in sorted(state.items(), key=lambda item: not _is_vectors(item[0])):  # z named first
         if key not in params:
             raise ValueError(f"adapter tensor {key!r} (shape {tuple(value.shape)}) has no place in this model "
                              f"(architectures or targets differ?)")
@@ -169,12 +169,25 @@ def _adapter_tensors(model: nn.Module, adapter_name: str) -> dict[str, torch.Ten
     return tensors
 
 
+def new_frozen_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Frozen parameters a base checkpoint does not hold: the task head's (``head_module_names``: a classifier,
+    a QA head, the pooler where the head uses it), initialised at random when the base is built. An adapter that
+    leaves them frozen (head="propulsion") only reproduces its outputs with these exact values, so they are saved
+    with it and loaded onto any freshly built base. Counted apart from the trainable parameters (the paper's #TPs)."""
+    heads = tuple(f"{name}." for name in head_module_names(model))
+    if not heads:
+        return {}
+    return {name: parameter for name, parameter in model.named_parameters()
+            if name.startswith(heads) and not parameter.requires_grad and not _is_vectors(name)}
+
+
 # Public names for checkpointing an injected plain model (the same functions).
 save_propulsion_state = trainable_state
 load_propulsion_state = load_trainable_state
 
 
-def adapter_payload(model: nn.Module, config: PropulsionConfig, base_model_revision: str | None = None) -> dict:
+def adapter_payload(model: nn.Module, config: PropulsionConfig, base_model_revision: str | None = None,
+                    frozen: dict[str, torch.Tensor] | None = None) -> dict:
     """What ``propulsion_config.json`` holds: the config, and where the adapter belongs (base model id as
     transformers loaded it, the base's revision as given, architecture) and which library wrote it.
     transformers 5 keeps no commit on the config, so the revision is what the caller says (as PEFT's
@@ -186,6 +199,9 @@ def adapter_payload(model: nn.Module, config: PropulsionConfig, base_model_revis
             "base_model_type": getattr(base_config, "model_type", None),
             "base_model_name_or_path": getattr(base_config, "_name_or_path", None) or None,
             "base_model_revision": base_model_revision or getattr(base_config, "_commit_hash", None),
+            # frozen tensors saved beside the trained ones (new_frozen_tensors): names and parameter count
+            "frozen_saved": {"tensors": sorted(frozen or {}),
+                             "parameters": sum(t.numel() for t in (frozen or {}).values())},
             "propulsion_version": __version__}
 
 
@@ -204,11 +220,13 @@ def save_adapter(model: nn.Module, config: PropulsionConfig, directory: str | Pa
         adapter_name = next(iter(layers.values())).first_adapter if layers else DEFAULT_ADAPTER
     state = {name: sharding.full(t.detach()).to("cpu", copy=True).contiguous()  # every process gathers (FSDP2)
              for name, t in _adapter_tensors(model, adapter_name).items()}
+    frozen = {name: sharding.full(t.detach()).to("cpu", copy=True).contiguous()
+              for name, t in new_frozen_tensors(model).items()}
     if not write:
         return
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    payload = adapter_payload(model, config, base_model_revision)
+    save_file(state | frozen, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    payload = adapter_payload(model, config, base_model_revision, frozen)
     (directory / ADAPTER_CONFIG).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     total = sum(p.numel() for name, p in model.named_parameters() if not _is_vectors(name))
     trainable = sum(t.numel() for t in state.values())
@@ -216,12 +234,46 @@ def save_adapter(model: nn.Module, config: PropulsionConfig, directory: str | Pa
     (directory / MODEL_CARD).write_text(card)
 
 
+EXTRA_STATE = "_extra_state"  # PropulsionModel.state_dict()'s entry holding the adapter's payload (JSON as bytes)
+
+
 def read_adapter(folder: Path) -> tuple[PropulsionConfig, dict[str, torch.Tensor], dict]:
+    """(config, tensors by parameter name, payload) of a saved adapter: ``save_pretrained``'s folder, or a
+    ``Trainer.save_model()`` / checkpoint folder (``model.safetensors``: the config travels in its extra state)."""
+    if not (folder / ADAPTER_CONFIG).exists() and (folder / TRAINER_WEIGHTS).exists():
+        return _read_trainer_folder(folder)
     for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (folder / required).exists():
             raise ValueError(f"{folder} holds no Propulsion adapter: {required} is missing")
     payload = json.loads((folder / ADAPTER_CONFIG).read_text())
     return PropulsionConfig.from_dict(payload["propulsion_config"]), load_file(str(folder / ADAPTER_WEIGHTS)), payload
+
+
+def _read_trainer_folder(folder: Path) -> tuple[PropulsionConfig, dict[str, torch.Tensor], dict]:
+    saved = load_file(str(folder / TRAINER_WEIGHTS))
+    if EXTRA_STATE not in saved:
+        raise ValueError(f"{folder} holds no Propulsion adapter: {TRAINER_WEIGHTS} has no {EXTRA_STATE} entry "
+                         f"(saved by another model, or by propulsion before 0.x)")
+    payload = _decode(saved.pop(EXTRA_STATE))
+    first = f".{FIRST_VECTORS}"
+    wanted = set(payload["frozen_saved"]["tensors"]) | set(payload["trainable_tensors"])
+    state = {}
+    for key, value in saved.items():  # base_model.<name>; the first adapter's z and what else trains or is new
+        name = key.removeprefix("base_model.")
+        if name in wanted or name.endswith(first):
+            state[name] = value
+    return PropulsionConfig.from_dict(payload["propulsion_config"]), state, payload
+
+
+FIRST_VECTORS = "propulsion"  # the first adapter's z in each layer (PropulsionLayer.propulsion)
+
+
+def _encode(payload: dict) -> torch.Tensor:
+    return torch.tensor(list(json.dumps(payload, sort_keys=True).encode()), dtype=torch.uint8)
+
+
+def _decode(tensor: torch.Tensor) -> dict:
+    return json.loads(bytes(tensor.tolist()).decode())
 
 
 class PropulsionModel(Wrapper):
@@ -282,9 +334,28 @@ class PropulsionModel(Wrapper):
         return [name for name, p in self.named_parameters(remove_duplicate=False)
                 if p.requires_grad or _is_vectors(name)]
 
+    def _new_frozen_keys(self) -> list[str]:
+        return [f"base_model.{name}" for name in new_frozen_tensors(self.base_model)]
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The first adapter's payload (config, base model, the saved frozen tensors' names) as JSON bytes in a
+        uint8 tensor: ``state_dict()`` carries it, so the folder ``transformers.Trainer.save_model()`` (or a
+        checkpoint) writes is an adapter ``PropulsionModel.from_pretrained(base, folder)`` loads."""
+        first = next(iter(self.propulsion_configs))
+        payload = adapter_payload(self.base_model, self.propulsion_configs[first], self.base_model_revision,
+                                  new_frozen_tensors(self.base_model))
+        payload["trainable_tensors"] = sorted(name for name, p in self.base_model.named_parameters()
+                                              if p.requires_grad and not _is_vectors(name))
+        return _encode(payload)
+
+    def set_extra_state(self, state) -> None:
+        """Loading a state reads the tensors; the payload only describes them (read by read_adapter)."""
+
     def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
+        """The adapter: every adapter's z and what else trains, the frozen tensors the base checkpoint does not
+        hold (new_frozen_tensors), and the payload (``_extra_state``)."""
         full = super().state_dict(prefix=prefix, keep_vars=keep_vars)
-        keep = {prefix + name for name in self._adapter_keys()}
+        keep = {prefix + name for name in [*self._adapter_keys(), *self._new_frozen_keys(), EXTRA_STATE]}
         destination = OrderedDict() if destination is None else destination
         for key, value in full.items():
             if key in keep:
@@ -292,9 +363,11 @@ class PropulsionModel(Wrapper):
         return destination
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """An adapter state (what ``state_dict()`` gives) or a full one (keys of ``base_model.*`` and adapter)."""
+        """An adapter state (what ``state_dict()`` gives; the new frozen tensors and the payload optional, as in
+        states saved before they were) or a full one (keys of ``base_model.*`` and adapter)."""
         keys = set(self._adapter_keys())
-        if not set(state_dict) <= keys:
+        optional = {*self._new_frozen_keys(), EXTRA_STATE}
+        if not set(state_dict) <= keys | optional:
             return super().load_state_dict(state_dict, strict=strict, assign=assign)
         missing = sorted(keys - set(state_dict))
         if strict and missing:
@@ -425,6 +498,45 @@ class PropulsionModel(Wrapper):
         print(f"trainable params: {counted.trainable:,} || all params: {counted.total:,} "
               f"|| trainable%: {counted.percent:.4f}")
 
+    def add_weighted_adapter(self, adapters: list[str], weights: list[float], adapter_name: str) -> None:
+        """A new adapter whose per-layer scale is Σ wᵢ·sᵢ, sᵢ = adapter i's scale (zᵢᵏ for one vector, pooled for
+        several). z^k cannot hold a negative sum at even k, nor any sum exactly after a k-th root, so the new
+        adapter is stored with degree 1 and one vector: its z *is* the sum, and its outputs equal Σ wᵢ·zᵢᵏ bit for
+        bit (the sum taken in float32, in the order given). set_adapter() to use it."""
+        if isinstance(adapters, str) or not adapters or len(adapters) != len(weights):
+            raise ValueError(f"adapters and weights must be lists of one length, got {adapters!r} and {weights!r}")
+        for name in adapters:
+            self._require(name)
+        if not all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights):
+            raise ValueError(f"weights must be numbers, got {weights!r}")
+        first = self.propulsion_configs[adapters[0]]
+        self.add_adapter(adapter_name, PropulsionConfig(degree=1, targets=first.targets, num_vectors=1,
+                                                        pooling="mean", init="ones",
+                                                        architecture=first.architecture))
+        with torch.no_grad():
+            for layer in self._layers().values():
+                total = sum(float(w) * layer.scale(name) for w, name in zip(weights, adapters, strict=True))
+                layer.vectors(adapter_name).copy_(total.view(1, -1))
+
+    def merge_adapter(self) -> None:
+        """PEFT's name for merge()."""
+        self.merge()
+
+    def unmerge_adapter(self) -> None:
+        """PEFT's name for unmerge()."""
+        self.unmerge()
+
+    def unload(self) -> nn.Module:
+        """The base model back, without any adapter: every wrapper replaced by its base layer, unmerged first
+        (PEFT's unload()). Weights a policy trained in full (head="full", bias="all") keep their trained values."""
+        self.unmerge()
+        for name, layer in self._layers().items():
+            _replace(self.base_model, name, layer.base_layer)
+        if hasattr(self.base_model, "propulsion_config"):
+            del self.base_model.propulsion_config
+        remove_scale_checks(self.base_model)
+        return self.base_model
+
     def merge(self) -> None:
         """Fold every scale into its base weights. Merging makes new weight tensors, so weights tied to each
         other (lm_head and the input embeddings) stop being one tensor; unmerge() ties them again."""
@@ -502,7 +614,16 @@ class PropulsionModel(Wrapper):
                      cache_dir: str | Path | None = None) -> None:
         """Add a saved adapter (folder or hub repo) under ``adapter_name``; set_adapter() to use it."""
         folder = hub.resolve(source, revision, subfolder, token, cache_dir)
-        config, state, _ = read_adapter(folder)
+        config, state, payload = read_adapter(folder)
+        frozen = {name: state.pop(name) for name in (payload.get("frozen_saved") or {}).get("tensors", [])
+                  if name in state}
+        own = new_frozen_tensors(self.base_model)
+        differing = [name for name, value in frozen.items()
+                     if name in own and not torch.equal(own[name].detach().cpu(), value)]
+        if differing:  # named adapters share one base: one head
+            raise ValueError(f"adapter {adapter_name!r} was saved with another frozen head ({differing[0]!r} differs "
+                             f"from this model's); named adapters share the base model's head, so load it onto "
+                             f"its own base with PropulsionModel.from_pretrained")
         self.add_adapter(adapter_name, config)
         params = _adapter_tensors(self.base_model, adapter_name)
         try:

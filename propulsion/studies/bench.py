@@ -301,6 +301,16 @@ def _ratio(row: dict[str, Any], key: str) -> str:
     return f"{value:.2f}" if isinstance(value, float) else "–"
 
 
+def target_note(row: dict[str, Any]) -> str:
+    """Issue 7's target (<= TARGET x the floor) said as met or not: docs/benchmarks.md explains why saved
+    activations of Propulsion(All) cannot reach it without recomputing layers."""
+    missed = [name for name, key in (("time", "time_vs_floor"), ("saved activations", "saved_vs_floor"))
+              if row[key] > TARGET]
+    if not missed:
+        return f" (within the {TARGET}x target)"
+    return f" ({' and '.join(missed)} above the {TARGET}x target; why: docs/benchmarks.md)"
+
+
 def table(result: dict[str, Any]) -> str:
     lines = [f"size {result['size']} (batch {result['batch']} x {result['tokens']} tokens), {result['device']}, "
              f"{result['precision']}, attention dropout {result['attention_dropout']}, {result['threads']} threads; "
@@ -322,7 +332,7 @@ def table(result: dict[str, Any]) -> str:
     if "propulsion" in rows and "floor" in rows:
         row = rows["propulsion"]
         lines.append(f"Propulsion(All) vs floor: time {row['time_vs_floor']:.2f}, saved activations "
-                     f"{row['saved_vs_floor']:.2f} (target <= {TARGET})")
+                     f"{row['saved_vs_floor']:.2f}{target_note(row)}")
     inference = result.get("inference")
     if inference:
         ms = {name: 1000 * value for name, value in inference["median_s"].items()}
@@ -345,7 +355,7 @@ def _probability(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Propulsion vs PEFT baselines: step time, saved activations, "
                                                  "peak memory, measured side by side in one run.")
-    parser.add_argument("--quick", action="store_true", help="a smaller model (about a minute on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="a smaller model (about 95 s on 2 CPU cores)")
     parser.add_argument("--size", choices=sorted(SIZES), default=None, help="overrides --quick")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--rounds", type=int, default=7, help="timed steps per method (interleaved)")

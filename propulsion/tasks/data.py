@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from propulsion.specs import TaskSpec, UserError
 
 HELDOUT_DEV_ROWS = 1000  # large tasks: rows of train held out as the dev set (ProPETL protocol)
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+PEEK_ROWS = 100  # rows of each local split read before a run folder exists: columns and label types
 
 
 @dataclass
@@ -57,6 +60,9 @@ def load_raw(task: TaskSpec, sample_splits=None, seed: int = 0) -> datasets.Data
 def task_files(task: TaskSpec, wanted: list[str]) -> dict[str, str]:
     """split -> path or URL, from task.data_files or task.data_dir (<split>.jsonl/.json/.csv/.parquet)."""
     files = dict(task.data_files or {})
+    if task.data_dir and not Path(task.data_dir).is_dir():
+        raise UserError(f"task.data_dir={task.data_dir} is not a directory; it should hold <split>.jsonl/.json/"
+                        f".csv/.parquet for the splits {', '.join(wanted)}")
     if task.data_dir:
         for split in wanted:
             found = [Path(task.data_dir) / f"{split}{suffix}" for suffix in LOCAL_FORMATS]
@@ -114,6 +120,88 @@ def _load_files(task: TaskSpec, wanted: list[str]) -> datasets.DatasetDict:
             raise UserError(f"split {split!r}: unknown file format {suffix!r} ({location}); valid: {valid}")
         loaded[split] = datasets.load_dataset(builder, data_files=location, split="train")
     return datasets.DatasetDict(loaded)
+
+
+def check_files(task: TaskSpec, columns: dict[str, str], label: str | None = None) -> None:
+    """A task's local files, before a run folder exists: each split's file exists, has rows, has ``columns``
+    (column -> the key that names it, e.g. {"sentence": "task.text_fields"}), and, for ``label`` "class" or
+    "number", a label of that type in its first rows. Hub and sample data are not read here."""
+    if task.source != "files":
+        return
+    wanted = [task.train_split, *task.eval_splits.values()]
+    for split, location in task_files(task, wanted).items():
+        if "://" in location:
+            continue  # a URL is read at load time
+        path = Path(location)
+        if not path.is_file():
+            if task.data_dir and split not in (task.data_files or {}):
+                raise UserError(f"task.data_dir={task.data_dir} has no {split} file; valid names: "
+                                f"{', '.join(split + suffix for suffix in LOCAL_FORMATS)}")
+            raise UserError(f"task.data_files: the {split} file {location} does not exist")
+        rows = peek_rows(path)
+        if rows is None:  # a layout this check does not read (e.g. JSON with a top-level field): the load decides
+            continue
+        if not rows:
+            raise UserError(f"split {split!r} has no rows: {location} is empty")
+        present = list(rows[0])
+        for column, key in columns.items():
+            if column not in present:
+                raise UserError(f"split {split!r} ({location}) has no column {column!r} ({key}); its columns: "
+                                f"{', '.join(present)}")
+        if label is not None:
+            _check_labels(task, split, location, rows, columns, label)
+
+
+def _check_labels(task: TaskSpec, split: str, location: str, rows: list[dict], columns: dict[str, str],
+                  label: str) -> None:
+    column = next(name for name, key in columns.items() if key == "task.label_field")
+    for number, row in enumerate(rows, start=1):
+        value = row.get(column)
+        if label == "number":
+            try:
+                float(value)
+                continue
+            except (TypeError, ValueError):
+                raise UserError(f"split {split!r} ({location}) row {number}: {column} {value!r} is not a number "
+                                f"(task.num_labels=1: a regression score)") from None
+        try:  # CSV cells are strings: "1" is class 1
+            class_id = int(value) if not isinstance(value, bool | float) or float(value).is_integer() else None
+        except (TypeError, ValueError):
+            class_id = None
+        if class_id is None or not 0 <= class_id < task.num_labels:
+            raise UserError(f"split {split!r} ({location}) row {number}: {column} {value!r} is not a class id; "
+                            f"task.num_labels={task.num_labels} takes integers 0..{task.num_labels - 1}")
+
+
+def peek_rows(path: Path, n: int = PEEK_ROWS) -> list[dict[str, Any]] | None:
+    """The first ``n`` rows of a local data file as dicts; None for a JSON layout other than rows."""
+    suffix = path.suffix
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            return [row for _, row in zip(range(n), reader, strict=False)]
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        batch = next(pq.ParquetFile(path).iter_batches(batch_size=n), None)
+        return batch.to_pylist() if batch is not None else []
+    with open(path, encoding="utf-8") as handle:  # .jsonl, or .json as JSON lines or one array of rows
+        text = handle.read(1 << 20).lstrip()
+    if not text:
+        return []
+    if text.startswith("["):
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+        return [row for row in rows[:n] if isinstance(row, dict)] if isinstance(rows, list) else None
+    rows = []
+    for line in text.splitlines()[:n]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            return rows or None  # a line cut at the 1 MiB read, or a pretty-printed object
+        if not isinstance(row, dict):
+            return None
+        rows.append(row)
+    return rows
 
 
 def apply_protocol(task: TaskSpec, raw: datasets.DatasetDict, protocol: str, seed: int) -> Splits:

@@ -15,7 +15,7 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from propulsion.specs import TaskSpec, UserError
-from propulsion.tasks import metrics, samples
+from propulsion.tasks import data, metrics, samples
 
 # Mid-training evaluations a task may ask for (task.evaluation.during): dev rows carry labels, so loss works.
 EVALUATE_DURING = ("full", "loss")
@@ -23,8 +23,8 @@ MODEL_KIND = "sequence-classification"
 
 
 def validate(task: TaskSpec, read_data: bool = True) -> None:
-    """The task's metrics exist and fit its labels; raised before anything is loaded or written. (Nothing is read:
-    ``read_data`` is the family interface's, see propulsion/tasks/__init__.py.)"""
+    """The task's metrics exist and fit its labels, and local data files have the task's columns and label type;
+    raised before anything is loaded or written (``read_data=False``: the configs only)."""
     if not task.metrics:
         raise UserError(f"task {task.name!r} lists no metrics; set task.metrics to some of: "
                         f"{', '.join(metrics.CLASSIFICATION_METRICS)}")
@@ -38,6 +38,9 @@ def validate(task: TaskSpec, read_data: bool = True) -> None:
     if wrong:
         kind = "a regression task (num_labels 1)" if task.is_regression else f"{task.num_labels} classes"
         raise UserError(f"task.metrics {wrong} do not fit {kind}; valid choices: {', '.join(fitting)}")
+    if read_data:  # local files: each split's text and label columns, labels of the task's kind
+        columns = {name: "task.text_fields" for name in task.text_fields} | {task.label_field: "task.label_field"}
+        data.check_files(task, columns, label="number" if task.is_regression else "class")
 
 
 def model_overrides(task: TaskSpec) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding
 
 from propulsion.specs import TaskSpec, UserError
-from propulsion.tasks import metrics
+from propulsion.tasks import data, metrics
 
 # Evaluation features carry no answer positions, so there is no dev loss: every evaluation is the whole one.
 EVALUATE_DURING = ("full",)
@@ -71,6 +71,13 @@ def _columns(task: TaskSpec) -> tuple[str, str, str]:
     if len(task.text_fields) != 2:
         raise UserError(f"task.text_fields must name the question and context columns, got {task.text_fields!r}")
     return task.text_fields[0], task.text_fields[1], task.label_field
+
+
+def validate(task: TaskSpec, read_data: bool = True) -> None:
+    """The task's columns, in each local split's first rows, before a run folder exists."""
+    question, context, answers = _columns(task)
+    if read_data:
+        data.check_files(task, {question: "task.text_fields", context: "task.text_fields", answers: "task.label_field"})
 
 
 def model_overrides(task: TaskSpec) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorForSeq2Seq
 
 from propulsion.specs import TaskSpec, UserError
-from propulsion.tasks import metrics
+from propulsion.tasks import data, metrics
 
 MODEL_KIND = "seq2seq"
 GENERATES = True  # evaluation generates: its rows are batched by length (task.evaluation.group_by_length)
@@ -43,6 +43,13 @@ def _columns(task: TaskSpec) -> tuple[str, str]:
     if len(task.text_fields) != 1:
         raise UserError(f"task.text_fields must name the one document column, got {task.text_fields!r}")
     return task.text_fields[0], task.label_field
+
+
+def validate(task: TaskSpec, read_data: bool = True) -> None:
+    """The task's columns, in each local split's first rows, before a run folder exists."""
+    source, target = _columns(task)
+    if read_data:
+        data.check_files(task, {source: "task.text_fields", target: "task.label_field"})
 
 
 def model_overrides(task: TaskSpec) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from propulsion import adapt, backbones, records
+from propulsion import adapt, backbones, hub_access, records
 from propulsion.specs import RunSpec, UserError
 from propulsion.tasks import data as task_data
 from propulsion.tasks import get_family
@@ -17,6 +17,8 @@ from propulsion.training.tracking import Tracker
 
 ADAPTER_DIR = "adapter"  # in the run folder: the reported model's trained parameters (adapt.save_trained)
 run_identity = records.run_identity  # what a run computes: its skip/resume key
+# The folder of the run this process started last (run.py names a failed sweep job's folder from it).
+LAST_RUN_DIR: list[Path] = []
 
 
 def run_dir_for(spec: RunSpec, run_id: str) -> Path:
@@ -50,6 +52,10 @@ def validate(spec: RunSpec, load: bool = True):
         family.validate(spec.task, read_data=load)
     if not load:
         return family
+    # The model and data exist where they are said to be, or can be fetched: a missing local path or an offline
+    # hub is one line here, in seconds, before a run folder or a tracker run exists.
+    own_loader = getattr(family, "load_raw", None) is not None  # it checks its own sources in family.validate
+    hub_access.check_sources(spec.model, None if own_loader else spec.task)
     try:  # target patterns, on the model built from its config on the meta device
         config = backbones.load_config(spec.model, **family.model_overrides(spec.task))
     except UserError:
@@ -62,6 +68,7 @@ def validate(spec: RunSpec, load: bool = True):
 
 def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one configuration; returns its record (also written to <run dir>/record.json)."""
+    LAST_RUN_DIR.clear()
     family = validate(spec)
     run_id, run_dir = run_location(spec, config)
     record_path = run_dir / records.RECORD_NAME
@@ -90,6 +97,7 @@ def run_experiment(spec: RunSpec, config: dict[str, Any]) -> dict[str, Any]:
         seed=spec.seed, protocol=spec.protocol, main_metric=spec.task.main_metric, config=config,
         trainer_resolved=asdict(trainer), run_dir=str(run_dir),
     )
+    LAST_RUN_DIR[:] = [run_dir]
     if main:
         records.write_json_atomic(record_path, record)
     tracker = None

@@ -19,5 +19,6 @@ def test_the_trainer_example_runs_as_written(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "propulsion-sst2" / "adapter").iterdir()) == [
         "README.md", "adapter_model.safetensors", "propulsion_config.json"]
     assert "| eval_accuracy |" in (tmp_path / "propulsion-sst2" / "adapter" / "README.md").read_text()
+    assert (tmp_path / "propulsion-sst2" / "final" / "model.safetensors").exists()  # save_model(): what reloaded
     trained = namespace["model"].state_dict()
     assert all(reloaded.state_dict()[k].equal(v) for k, v in trained.items())

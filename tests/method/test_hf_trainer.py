@@ -84,9 +84,12 @@ def test_trainer_trains_evaluates_checkpoints_resumes_and_loads_the_best(tmp_pat
     # a checkpoint holds the adapter only: 12 wrapped Linear/Embedding layers' z (hand count below), no base weight
     saved = load_file(str(first / "model.safetensors"))
     # 2 layers x (query, key, value, attention.output.dense, intermediate.dense, output.dense) + 3 embeddings
-    # + classifier.dense + classifier.out_proj = 12 + 3 + 2 = 17 tensors
-    assert len(saved) == 17 and all(k.endswith(".propulsion") for k in saved)
-    assert sum(t.numel() for t in saved.values()) == model.get_nb_trainable_parameters()[0]
+    # + classifier.dense + classifier.out_proj = 12 + 3 + 2 = 17 z tensors; the frozen new head's 4 tensors
+    # (classifier.dense and out_proj, weight and bias) and the payload (config) make it a loadable adapter
+    vectors = {k: v for k, v in saved.items() if k.endswith(".propulsion")}
+    head = {f"base_model.classifier.{m}.base_layer.{t}" for m in ("dense", "out_proj") for t in ("weight", "bias")}
+    assert len(vectors) == 17 and set(saved) == set(vectors) | head | {"_extra_state"}
+    assert sum(t.numel() for t in vectors.values()) == model.get_nb_trainable_parameters()[0]
     # load_best_model_at_end: the model holds checkpoint-4's z, which differ from both the init and step 8's
     final = load_file(str(out / "checkpoint-8" / "model.safetensors"))
     now = z(model)
@@ -101,7 +104,23 @@ def test_trainer_trains_evaluates_checkpoints_resumes_and_loads_the_best(tmp_pat
     # embeddings 3 x 32 + per layer (q, k, v, attention out 32 each, intermediate 64, output 32) 224 x 2
     # + classifier dense 32 + out_proj 2 = 96 + 448 + 34 = 578
     trainer.save_model(str(tmp_path / "final"))
-    assert sum(t.numel() for t in load_file(str(tmp_path / "final" / "model.safetensors")).values()) == 578
+    final_saved = load_file(str(tmp_path / "final" / "model.safetensors"))
+    assert sum(t.numel() for k, t in final_saved.items() if k.endswith(".propulsion")) == 578
+    # ... and the folder is an adapter: onto a base whose head was drawn otherwise, the same logits
+    other_base = build_tiny_model("roberta", AutoModelForSequenceClassification, num_labels=2)
+    with torch.no_grad():
+        for parameter in other_base.classifier.parameters():
+            parameter.add_(0.5)
+    reloaded = PropulsionModel.from_pretrained(other_base, tmp_path / "final")
+    assert reloaded.propulsion_config == PropulsionConfig(degree=5)
+    inputs = {k: torch.tensor(data[:4][k]) for k in ("input_ids", "attention_mask")}
+    model.eval()
+    reloaded.eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(**inputs).logits, model(**inputs).logits)
+    from_checkpoint = PropulsionModel.from_pretrained(other_base.__class__(other_base.config), first)
+    assert all(torch.equal(from_checkpoint.base_model.get_parameter(k.removeprefix("base_model.")), v)
+               for k, v in saved.items() if k != "_extra_state")  # a checkpoint folder is an adapter too
 
     # resume: a fresh model and trainer with more steps continue from checkpoint-8 (its z, its step count)
     resumed_model = classifier()
@@ -145,19 +164,24 @@ def test_seq2seq_trainer_evaluates_with_generate(tmp_path):
     assert prediction.predictions.shape[0] == 4 and prediction.predictions.dtype.kind == "i"
     trainer.save_model(str(tmp_path / "adapter"))
     saved = load_file(str(tmp_path / "adapter" / "model.safetensors"))
-    assert saved and all(k.endswith(".propulsion") for k in saved)
+    # a generation model's head is its pretrained lm_head: no new frozen tensor, only z and the payload
+    assert saved.pop("_extra_state").dtype == torch.uint8 and saved and all(k.endswith(".propulsion") for k in saved)
+    reloaded = PropulsionModel.from_pretrained(build_tiny_model("bart", AutoModelForSeq2SeqLM), tmp_path / "adapter")
+    assert reloaded.propulsion_config == PropulsionConfig(degree=3, targets="attn")
 
 
 @pytest.mark.parametrize("strict", [True, False])
 def test_state_dict_is_the_adapter_and_loads_back(strict):
     model = classifier()
     state = model.state_dict()
-    assert all(k.startswith("base_model.") and k.endswith(".propulsion") for k in state)
+    head = {f"base_model.classifier.{m}.base_layer.{t}" for m in ("dense", "out_proj") for t in ("weight", "bias")}
+    vectors = {k for k in state if k.startswith("base_model.") and k.endswith(".propulsion")}
+    assert set(state) == vectors | head | {"_extra_state"}  # z, the frozen new head, the payload
     assert len(model.base_model.state_dict()) > len(state)  # the full model is one level down
     other = classifier()
     with torch.no_grad():
-        for value in state.values():
-            value.mul_(1.01)
+        for key in [*vectors, *head]:
+            state[key].mul_(1.01)
     result = other.load_state_dict(state, strict=strict)
     assert result.missing_keys == [] and result.unexpected_keys == []
     assert all(torch.equal(other.state_dict()[k], v) for k, v in state.items())

@@ -118,9 +118,16 @@ def test_save_and_load_round_trip(tmp_path):
     expected = outputs(model, batch())
     model.save_pretrained(tmp_path)
     tensors = load_file(str(tmp_path / "adapter_model.safetensors"))
-    assert set(tensors) == {n for n, p in model.base_model.named_parameters() if p.requires_grad}
-    assert all(name.endswith(".propulsion") for name in tensors)
-    assert json.loads((tmp_path / "propulsion_config.json").read_text())["propulsion_config"]["degree"] == 15
+    trained = {n for n, p in model.base_model.named_parameters() if p.requires_grad}
+    # the frozen head (classifier.dense, classifier.out_proj) is new in a base model: saved beside the z vectors
+    head = {f"classifier.{m}.base_layer.{t}" for m in ("dense", "out_proj") for t in ("weight", "bias")}
+    assert set(tensors) == trained | head and all(name.endswith(".propulsion") for name in trained)
+    payload = json.loads((tmp_path / "propulsion_config.json").read_text())
+    assert payload["propulsion_config"]["degree"] == 15
+    # counted apart: 32 x 32 + 32 + 2 x 32 + 2 frozen head parameters; the trainable count stays the z entries
+    assert payload["frozen_saved"] == {"tensors": sorted(head), "parameters": 32 * 32 + 32 + 2 * 32 + 2}
+    card = (tmp_path / "README.md").read_text()
+    assert "| Trainable parameters | 578 of " in card and "| Saved frozen parameters | 1,122 in 4 tensors" in card
     loaded = PropulsionModel.from_pretrained(roberta_classifier(seed=0), tmp_path)
     assert torch.equal(outputs(loaded, batch()), expected)
 
@@ -131,9 +138,11 @@ def test_the_adapter_file_holds_only_the_trainable_tensors(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "adapter_model.safetensors",
                                                          "propulsion_config.json"]  # README.md: the model card
     tensors = load_file(str(tmp_path / "adapter_model.safetensors"))  # a real safetensors file
-    assert sorted(tensors) == [f"roberta.encoder.layer.{i}.attention.self.{p}.propulsion"
-                               for i in (0, 1) for p in ("key", "query", "value")]
-    assert all(t.shape == (1, 32) and t.dtype == torch.float32 for t in tensors.values())
+    head = [f"classifier.{m}.{t}" for m in ("dense", "out_proj") for t in ("bias", "weight")]  # frozen, new
+    assert sorted(tensors) == head + [f"roberta.encoder.layer.{i}.attention.self.{p}.propulsion"
+                                      for i in (0, 1) for p in ("key", "query", "value")]
+    assert all(tensors[name].shape == (1, 32) and tensors[name].dtype == torch.float32 for name in tensors
+               if name.endswith(".propulsion"))
     saved = json.loads((tmp_path / "propulsion_config.json").read_text())
     assert saved["base_model_type"] == "roberta" and saved["propulsion_config"]["targets"] == "attn"
 
@@ -254,3 +263,76 @@ def test_state_of_an_injected_plain_model_round_trips(tmp_path):
     # a tensor with no place in the model too
     with pytest.raises(ValueError, match=r"'no\.such\.propulsion' \(shape \(1, 32\)\) has no place"):
         load_propulsion_state(fresh, {**state, "no.such.propulsion": torch.ones(1, 32)})
+
+
+def reheaded(seed: int):
+    """roberta_classifier(seed=0)'s backbone under a head initialised otherwise: a fresh base as a user builds it
+    (the base checkpoint holds no classifier, so every from_pretrained draws a new one)."""
+    base = roberta_classifier(seed=0)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in base.classifier.parameters():
+            parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
+    return base
+
+
+@pytest.mark.parametrize("head", ["propulsion", "full", "both"])
+def test_an_adapter_reloads_onto_a_base_with_another_head(tmp_path, head):
+    model = perturbed(get_propulsion_model(reheaded(1), PropulsionConfig(degree=15, head=head)))
+    if head != "propulsion":
+        with torch.no_grad():  # what training the head would have changed
+            model.base_model.classifier.out_proj.weight.add_(0.3)
+    expected = outputs(model, batch())
+    model.save_pretrained(tmp_path)
+    other = reheaded(2)
+    assert not torch.allclose(outputs(other, batch()), outputs(reheaded(1), batch()))  # the heads do differ
+    loaded = PropulsionModel.from_pretrained(other, tmp_path)
+    assert torch.equal(outputs(loaded, batch()), expected)
+
+
+def test_unload_gives_the_base_back_and_merge_adapter_is_merge():
+    model = perturbed(get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=5)))
+    expected = outputs(model, batch())
+    model.merge_adapter()
+    assert all(layer.merged for layer in propulsion_layers(model.base_model).values())
+    assert torch.allclose(outputs(model, batch()), expected, atol=1e-5)
+    model.unmerge_adapter()
+    assert not any(layer.merged for layer in propulsion_layers(model.base_model).values())
+    model.merge_adapter()  # unload() unmerges first: the weights are the base's again
+    plain = model.unload()
+    assert not any(isinstance(m, PropulsionLayer) for m in plain.modules())
+    assert type(plain).__name__ == "RobertaForSequenceClassification"
+    assert torch.allclose(outputs(plain, batch()), outputs(roberta_classifier(), batch()), atol=1e-6)
+
+
+def test_add_weighted_adapter_scales_by_the_weighted_sum_exactly():
+    model = get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=3, targets="attn"))
+    model.add_adapter("b", PropulsionConfig(degree=5, targets="attn", init="normal", init_scale=0.1))
+    model.add_adapter("c", PropulsionConfig(degree=2, targets="attn", num_vectors=2, init="uniform", init_scale=0.3))
+    perturbed(model)
+    model.add_weighted_adapter(["default", "b", "c"], [0.5, -1.5, 2.0], "mix")
+    for layer in propulsion_layers(model.base_model).values():
+        z_a, z_b, z_c = layer.vectors("default")[0], layer.vectors("b")[0], layer.vectors("c")
+        by_hand = 0.5 * z_a.float() ** 3 + -1.5 * z_b.float() ** 5 + 2.0 * (z_c.float() ** 2).mean(0)
+        assert torch.equal(layer.scale("mix"), by_hand.detach())  # stored as z = the sum, degree 1
+        assert layer.settings["mix"] == (1, "mean") and layer.vectors("mix").shape == (1, 32)
+    # the outputs are the ones of scaling each output by that sum: a hand-made adapter of degree 1 with it
+    model.set_adapter("mix")
+    mixed = outputs(model, batch())
+    reference = get_propulsion_model(roberta_classifier(), PropulsionConfig(degree=1, targets="attn"))
+    with torch.no_grad():
+        for name, layer in propulsion_layers(reference.base_model).items():
+            layer.propulsion.copy_(propulsion_layers(model.base_model)[name].vectors("mix"))
+    assert torch.equal(mixed, outputs(reference, batch()))
+    with pytest.raises(ValueError, match="one length"):
+        model.add_weighted_adapter(["default"], [1.0, 2.0], "bad")
+
+
+def test_target_modules_is_an_alias_of_targets():
+    config = PropulsionConfig(target_modules=["query", "value"], degree=3)
+    assert config.targets == ["query", "value"] and config.target_modules == ["query", "value"]
+    assert config == PropulsionConfig(targets=["query", "value"], degree=3)
+    assert "target_modules" not in config.to_dict() and PropulsionConfig.from_dict(config.to_dict()) == config
+    assert PropulsionConfig().target_modules == "all"
+    with pytest.raises(ValueError, match=r"targets='attn' and target_modules=\['query'\] differ"):
+        PropulsionConfig(targets="attn", target_modules=["query"])

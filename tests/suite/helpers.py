@@ -32,9 +32,10 @@ def write_glue(folder: Path, task: str, n_train: int = 64, n_eval: int = 32) -> 
     return folder / task
 
 
-def run_cli(*overrides: str, multirun: bool = False, timeout: int = 600,
-            drop_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}
+def run_cli(*overrides: str, multirun: bool = False, timeout: int = 600, drop_env: tuple[str, ...] = (),
+            env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false",
+           **(env_extra or {})}
     for name in drop_env:
         env.pop(name, None)
     sweep = [f"hydra.sweep.dir={tempfile.mkdtemp(prefix='sweep-')}"] if multirun else []  # not in the repo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,10 @@ def test_wandb_logs_offline_without_a_key(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+    # The docs' `wandb sync` glob, with their logger.dir (results) replaced by this run's, finds the run.
+    doc = (REPO / "docs" / "results-and-tracking.md").read_text()
+    (pattern,) = re.findall(r"^wandb sync (results/\S+)", doc, flags=re.M)
+    assert list(tmp_path.glob("wb" + pattern.removeprefix("results"))) == runs
 
 
 def test_wandb_mode_follows_the_configuration(monkeypatch, tmp_path):

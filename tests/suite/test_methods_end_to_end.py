@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.suite.helpers import QUICK, records_under, run_cli, write_glue
@@ -96,7 +98,11 @@ def test_each_run_saves_its_trained_parameters_as_safetensors(method_sweep):
     assert all(f"| {name} | {value:.4f} |" in card for name, value in record["metrics"].items()
                if isinstance(value, float))
     saved = load_file(str(folder / "adapter_model.safetensors"))
-    assert sum(v.numel() for v in saved.values()) == EXPECTED["propulsion"]
+    assert sum(v.numel() for k, v in saved.items() if k.endswith(".propulsion")) == EXPECTED["propulsion"]
+    # the frozen head (new in any base) is saved too, counted apart: 32 x 32 + 32 + 2 x 32 + 2
+    frozen = json.loads((folder / "propulsion_config.json").read_text())["frozen_saved"]
+    assert frozen["parameters"] == 1122
+    assert set(frozen["tensors"]) == {k for k in saved if not k.endswith(".propulsion")}
     params = dict(loaded.base_model.named_parameters())
     assert all(params[name].equal(value) for name, value in saved.items())
     assert any(not value.eq(1).all() for value in saved.values())  # trained: z moved off its init

@@ -84,7 +84,10 @@ def test_the_new_task_composes_from_the_base(user_conf):
     assert (task.family, task.dataset, task.label_field, task.num_labels, task.max_length) == (
         "glue", "nyu-mll/glue", "label", 2, 512)
     assert task.paper == {"lr": 0.0001, "batch_size": 32, "epochs": 1, "weight_decay": 0.0}
-    assert one_run.validate(spec).__name__ == "propulsion.tasks.glue"
+    assert one_run.validate(spec, load=False).__name__ == "propulsion.tasks.glue"
+    # Offline (the tests run with HF_HUB_OFFLINE=1), the hub model and the new task's hub data are one line.
+    with pytest.raises(UserError, match=r"and dataset 'nyu-mll/glue' \(pairs\) is not in the local cache"):
+        one_run.validate(spec)
 
 
 @pytest.mark.parametrize("overrides, message", [
