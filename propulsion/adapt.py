@@ -121,10 +121,20 @@ def _resolve(model: torch.nn.Module, targets: Any) -> list[str] | None:
             try:
                 names.extend(resolve_targets(model, target))
             except ValueError as error:
+                if _peft_knows(model):  # e.g. `query` on GPT-2's fused c_attn: PEFT's own default targets
+                    return None
                 raise UserError(str(error)) from None
         else:
             names.append(target)
     return list(dict.fromkeys(names))
+
+
+def _peft_knows(model: torch.nn.Module) -> bool:
+    """Whether PEFT has default LoRA targets for this model's type (None from _resolve then lets PEFT choose)."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    return model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
 
 def check_targets(model_config, spec: MethodSpec, model_kind: str) -> None:
