@@ -33,7 +33,7 @@ PEFT_CONFIGS = {
     "LOKR": "LoKrConfig",
     "LOHA": "LoHaConfig",
 }
-LOGICAL_TARGETS = ("query", "key", "value", "qkv", "attn", "mlp", "embedding")
+LOGICAL_TARGETS = ("query", "key", "value", "qkv", "attn", "mlp", "ffn", "embedding")
 
 
 @dataclass

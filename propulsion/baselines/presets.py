@@ -26,6 +26,8 @@ PLACE_ROLES = {"attn_out": ("attn_out",), "ffn_in": ("ffn_up",), "ffn_out": ("ff
 UNSUPPORTED = {
     "falcon": "Falcon adds the MLP output into the attention output in place (parallel block), so an adapter "
               "on its FFN output would change what the attention residual reads",
+    "mixtral": "Mixtral holds its experts as one fused 3-D parameter, not nn.Linear modules: there is no FFN Linear "
+               "to put an adapter at",
     "gpt2": "GPT-2 computes its projections with Conv1D, not nn.Linear, which the adapters wrap",
     "gpt_bigcode": "GPT-BigCode computes its projections with Conv1D, not nn.Linear, which the adapters wrap",
 }

@@ -27,11 +27,17 @@ PRESET_ROLES = {
 WRAPPABLE = (nn.Linear, nn.Embedding, Conv1D)
 # Outputs the model modifies in place afterwards (Falcon: `mlp_output += attention_output`): the lean scaling
 # cannot keep the scaled output for its backward there, so these layers use the plain V * s.
-IN_PLACE_OUTPUTS = {"falcon": [r".*mlp\.dense_4h_to_h"]}
+IN_PLACE_OUTPUTS = {"falcon": [r".*mlp\.dense_4h_to_h"],
+                    # Llama 4 adds the routed experts' output into the shared expert's (`out.add_(...)`)
+                    "llama4_text": [r".*feed_forward\.shared_expert\.down_proj"]}
 # Modules whose weight is read directly (never called), so a wrapper's z would get no gradient: `all` skips
 # them. DeBERTa reads rel_embeddings.weight for its relative positions; BART's `shared` is only the tied
 # source of encoder/decoder embed_tokens, which are the modules actually called.
-NEVER_CALLED = {"deberta-v2": [r".*rel_embeddings"], "bart": [r"(model\.)?shared"], "mbart": [r"(model\.)?shared"]}
+# Linear subclasses that return more than their output (Llama 4's router: scores and logits): not wrappable.
+# A wrapped module that does this fails its first forward with a TypeError naming it (layer.py).
+NOT_WRAPPED = {"llama4_text": [r".*feed_forward\.router"]}
+NEVER_CALLED = {"deberta-v2": [r".*rel_embeddings"], "bart": [r"(model\.)?shared"], "mbart": [r"(model\.)?shared"],
+                "t5": [r"(transformer\.)?shared"], "mt5": [r"(transformer\.)?shared"]}
 
 
 def preset_names(modules: dict[str, nn.Module], model_type: str | None, preset: str) -> list[str]:
@@ -70,8 +76,10 @@ def pattern_matches(pattern: str, name: str) -> bool:
 
 def wrappable_modules(model: nn.Module) -> dict[str, nn.Module]:
     # In a model already wrapped (PropulsionModel.add_adapter) a layer is named as its wrapper is.
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    excluded = NOT_WRAPPED.get(model_type or "", [])
     return {name.removesuffix(".base_layer"): module for name, module in model.named_modules()
-            if isinstance(module, WRAPPABLE) and name}
+            if isinstance(module, WRAPPABLE) and name and not any(re.fullmatch(p, name) for p in excluded)}
 
 
 def head_module_names(model: nn.Module) -> list[str]:
