@@ -49,7 +49,8 @@ FAMILIES: dict[str, dict] = {
     "mt5": _T5, "nemotron_h": dict(
         layers_block_type=["linear_attention", "moe", "full_attention", "mlp"], head_dim=8, num_key_value_heads=2,
         mamba_num_heads=4, mamba_head_dim=16, n_groups=1, ssm_state_size=8, chunk_size=8, n_routed_experts=2,
-        moe_intermediate_size=16, moe_shared_expert_intermediate_size=16, num_experts_per_tok=1), "opt": dict(ffn_dim=64, word_embed_proj_dim=32), "phi": {},
+        moe_intermediate_size=16, moe_shared_expert_intermediate_size=16, num_experts_per_tok=1),
+    "opt": dict(ffn_dim=64, word_embed_proj_dim=32), "phi": {},
     "qwen2": dict(num_key_value_heads=2), "qwen3": dict(head_dim=8, num_key_value_heads=2), "roberta": {},
     "rwkv": dict(attention_hidden_size=32, context_length=64), "stablelm": dict(num_key_value_heads=2),
     "t5": _T5, "xlm-roberta": {},
