@@ -182,6 +182,14 @@ def test_fused_and_expert_families_say_what_a_preset_cannot_select():
         get_propulsion_model(base("mixtral", "causal-lm"), PropulsionConfig(targets="mlp"))
 
 
+def test_lora_falls_back_to_peft_targets_where_ours_cannot_resolve():
+    # [query, value] on GPT-2's fused c_attn: no target list of ours, PEFT chooses from its own mapping.
+    lora = adapt.apply_method(base("gpt2", "causal-lm"), LORA, "causal-lm")
+    assert lora.details["target_modules"] is None
+    assert sorted(n for n, _ in lora.model.named_modules() if n.endswith("lora_A")) == [
+        f"base_model.model.transformer.h.{i}.attn.c_attn.lora_A" for i in range(2)]
+
+
 def test_tied_families_are_in_the_matrix():
     tied = [family for family, head in families.CASES if head in ("causal-lm", "seq2seq")
             and _base(family, head).get_output_embeddings().weight is _base(family, head).get_input_embeddings().weight]
