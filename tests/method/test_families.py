@@ -182,6 +182,25 @@ def test_fused_and_expert_families_say_what_a_preset_cannot_select():
         get_propulsion_model(base("mixtral", "causal-lm"), PropulsionConfig(targets="mlp"))
 
 
+class _Quirky(torch.nn.Module):
+    """`used` runs and its output is then written in place; `unused` is read by weight only; `clean` runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.used, self.unused, self.clean = (torch.nn.Linear(4, 4) for _ in range(3))
+
+    def forward(self, x):
+        y = self.used(x)
+        y.add_(self.unused.weight.sum())
+        return self.clean(y)
+
+
+def test_probe_finds_a_dead_wrapper_and_an_in_place_output():
+    model = get_propulsion_model(_Quirky(), PropulsionConfig(targets="all"))
+    found = probe(model, {"x": torch.ones(2, 4)})
+    assert found.never_called == ["unused"] and found.modified_in_place == ["used"]
+
+
 def test_lora_falls_back_to_peft_targets_where_ours_cannot_resolve():
     # [query, value] on GPT-2's fused c_attn: no target list of ours, PEFT chooses from its own mapping.
     lora = adapt.apply_method(base("gpt2", "causal-lm"), LORA, "causal-lm")
