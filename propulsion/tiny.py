@@ -79,6 +79,8 @@ def tiny_config(family: str, **overrides):
         DebertaV2Config,
         GPTJConfig,
         LlamaConfig,
+        MPNetConfig,
+        Qwen2Config,
         RobertaConfig,
     )
 
@@ -106,6 +108,12 @@ def tiny_config(family: str, **overrides):
         "bloom": lambda: BloomConfig(vocab_size=size, hidden_size=32, n_layer=2, n_head=4, **_COMMON),
         "gptj": lambda: GPTJConfig(
             vocab_size=size, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=512, **_COMMON),
+        "mpnet": lambda: MPNetConfig(  # all-mpnet-base-v2's architecture (relative position buckets 32)
+            vocab_size=size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=520, **_COMMON),
+        "qwen2": lambda: Qwen2Config(  # Qwen2.5's: grouped-query attention, q/k/v biases, tied embeddings
+            vocab_size=size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=64, max_position_embeddings=512, tie_word_embeddings=True, **_COMMON),
     }
     if family not in builders:
         raise ValueError(f"unknown tiny model family {family!r}; valid choices: {', '.join(sorted(builders))}")
@@ -115,7 +123,7 @@ def tiny_config(family: str, **overrides):
     return config
 
 
-TINY_FAMILIES = ("roberta", "bert", "deberta", "bart", "llama", "bloom", "gptj")
+TINY_FAMILIES = ("roberta", "bert", "deberta", "bart", "llama", "bloom", "gptj", "mpnet", "qwen2")
 
 
 def build_tiny_model(family: str, auto_class, seed: int = 0, **config_overrides):

@@ -46,8 +46,9 @@ def check_targets(model_config, spec: MethodSpec, model_kind: str) -> None:
     model is built on the meta device from its config (no weights, no memory)."""
     from propulsion.adapt import targets
 
-    if method_entry(spec.kind).checks_targets:
-        targets.check(model_config, spec, model_kind)
+    entry = method_entry(spec.kind)
+    if entry.checks_targets:
+        targets.check(model_config, spec, model_kind, peft_default=entry.peft_default_targets)
 
 
 def count(model) -> dict[str, Any]:

@@ -41,7 +41,8 @@ def apply(model, spec: MethodSpec, model_kind: str, total_steps: int | None = No
     from propulsion.training.hooks import Hooks
 
     kwargs = dict(spec.peft_config)
-    targets = target_modules.resolve(model, spec.targets if spec.targets != "all" else None)
+    # None: PEFT chooses (its default targets for this architecture; the record says target_modules: null)
+    targets = target_modules.resolve(model, spec.targets if spec.targets != "all" else None, peft_default=True)
     if targets:
         kwargs["target_modules"] = targets
     heads = head_module_names(model) if spec.head == "full" else []
@@ -140,4 +141,4 @@ def load(base_model, directory: Path, spec: MethodSpec | None = None, model_kind
 
 
 ENTRY = register_method(MethodEntry(kind="peft", validate=validate, apply=apply, save=save, load=load, made=made,
-                                   checks_targets=True))
+                                   checks_targets=True, peft_default_targets=True))

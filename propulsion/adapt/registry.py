@@ -57,6 +57,9 @@ class MethodEntry:
     checks_targets: bool = False  # method.targets names modules: checked on the model built on the meta device
     trains_whole_model: bool = False  # every weight gets a gradient (the plan's FLOPs: backward for weights too)
     takes_degree: bool = False  # method.degree (k) applies: the run folder and the record carry it
+    # A logical target (query, value, ...) our presets cannot place on this architecture falls back to PEFT's own
+    # default targets when PEFT has them (GPT-2's fused c_attn for [query, value]), as `method=lora` does in PEFT.
+    peft_default_targets: bool = False
 
 
 _ENTRIES: dict[str, MethodEntry] = {}

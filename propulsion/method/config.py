@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PRESETS = ("all", "attn", "qkv", "query", "key", "value", "mlp", "embedding")
+PRESETS = ("all", "attn", "qkv", "query", "key", "value", "mlp", "ffn", "embedding")  # ffn: another name for mlp
 HEAD_POLICIES = ("propulsion", "full", "both")
 BIAS_POLICIES = ("none", "all", "linear")
 POOLINGS = ("mean", "max", "min", "l2", "prod")
@@ -24,7 +24,7 @@ class PropulsionConfig:
     )
     targets: str | list[str] = field(
         default="all",
-        metadata={"help": "A preset (all, attn, qkv, query, key, value, mlp, embedding) resolved per architecture, "
+        metadata={"help": "A preset (all, attn, qkv, query, key, value, mlp = ffn, embedding) read from module roles, "
                           "or a list of module-name patterns (regex full match, or a '.'-suffix of the name)."},
     )
     head: str = field(

@@ -146,6 +146,9 @@ class PropulsionLayer(Wrapper):
         output = base(*args, **kwargs)
         if self.merged:
             return output
+        if not isinstance(output, torch.Tensor):  # a Linear subclass that post-processes (Llama 4's router)
+            raise TypeError(f"a Propulsion layer wraps modules that return one tensor; this {type(base).__name__} "
+                            f"returns {type(output).__name__}: leave it out of targets (presets.NOT_WRAPPED)")
         return apply_scale(output, self.scale(), lean=self.lean, scale_range=self._scale_range())
 
     def _apply(self, fn, recurse=True):
