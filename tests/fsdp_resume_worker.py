@@ -1,4 +1,4 @@
-"""One process of the 2-process FSDP2 test (tests/test_sharded_checkpoint.py), launched by torch.distributed.run
+"""One process of the 2-process FSDP2 test (tests/training/test_sharded_checkpoints.py), launched by torchrun
 on CPU (gloo). Tiny RoBERTa with Propulsion, every layer sharded with FSDP2 (``fully_shard``: what
 scripts/accelerate/fsdp.yaml asks accelerate to do on GPUs), trained with the suite's checkpoint module:
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from propulsion import records
 from propulsion.reports import compare
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(root: Path, name: str, **fields) -> None:
