@@ -28,7 +28,7 @@ from propulsion.specs import MethodSpec, UserError
 
 __all__ = ["MethodEntry", "Prepared", "apply_method", "check_targets", "count", "count_parameters_on_meta",
            "count_trainable", "load_trained", "method_entry", "propulsion_config", "register_method",
-           "registered_kinds", "save_trained", "unregister_method", "validate"]
+           "new_frozen_count", "registered_kinds", "save_trained", "unregister_method", "validate"]
 
 
 def validate(spec: MethodSpec) -> None:
@@ -80,8 +80,14 @@ def save_trained(model, directory: Path, metrics: dict | None = None, base_model
     directory = Path(directory)
     if write:
         directory.mkdir(parents=True, exist_ok=True)
-    entry_that_made(model).save(model, directory, metrics=metrics, base_model_revision=base_model_revision,
-                                write=write, sharded=sharding.model_is_sharded(model))
+    entry = entry_that_made(model)
+    entry.save(model, directory, metrics=metrics, base_model_revision=base_model_revision, write=write,
+               sharded=sharding.model_is_sharded(model))
+    frozen = {} if entry.saves_new_frozen else _new_frozen(model)
+    if write and frozen:
+        from safetensors.torch import save_file
+
+        save_file(frozen, str(directory / NEW_FROZEN), metadata={"format": "pt"})
     if not write:
         return []
     files = sorted(path for path in directory.rglob("*") if path.is_file())
@@ -95,4 +101,35 @@ def load_trained(base_model, directory: Path, spec: MethodSpec, model_kind: str)
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"no saved method at {directory}")
-    return method_entry(spec.kind).load(base_model, directory, spec, model_kind)
+    model = method_entry(spec.kind).load(base_model, directory, spec, model_kind)
+    if (directory / NEW_FROZEN).exists():
+        import torch
+        from safetensors.torch import load_file
+
+        inner = _inner(model)
+        with torch.no_grad():
+            for name, tensor in load_file(str(directory / NEW_FROZEN)).items():
+                inner.get_parameter(name).copy_(tensor)
+    return model
+
+
+# Frozen tensors a base checkpoint does not hold (a task head initialised at random when the base is built: its
+# classifier, the pooler where the head uses it), saved beside a method's own files: loaded onto a base whose head
+# was drawn otherwise, the method reproduces its outputs. Not trainable: the records' counts stay as they are.
+NEW_FROZEN = "new_frozen.safetensors"
+
+
+def _inner(model):
+    """The transformers model under a PEFT wrapper (parameter names as the base has them), else the model."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def new_frozen_count(model) -> int:
+    """How many frozen parameters an adapter of this model carries because the base checkpoint lacks them."""
+    return sum(tensor.numel() for tensor in _new_frozen(model).values())
+
+
+def _new_frozen(model) -> dict:
+    from propulsion.method.model import new_frozen_tensors
+
+    return {name: tensor.detach().cpu().contiguous() for name, tensor in new_frozen_tensors(_inner(model)).items()}

@@ -62,4 +62,4 @@ def load(base_model, directory: Path, spec: MethodSpec | None = None, model_kind
 
 
 ENTRY = register_method(MethodEntry(kind="propulsion", validate=validate, apply=apply, save=save, load=load,
-                                   made=made, checks_targets=True, takes_degree=True))
+                                   made=made, checks_targets=True, takes_degree=True, saves_new_frozen=True))

@@ -60,6 +60,9 @@ class MethodEntry:
     # A logical target (query, value, ...) our presets cannot place on this architecture falls back to PEFT's own
     # default targets when PEFT has them (GPT-2's fused c_attn for [query, value]), as `method=lora` does in PEFT.
     peft_default_targets: bool = False
+    # Its save already writes the frozen tensors a base checkpoint lacks (a random task head), so the adapter
+    # reproduces its outputs on any freshly built base; for the others save_trained writes them beside (NEW_FROZEN).
+    saves_new_frozen: bool = False
 
 
 _ENTRIES: dict[str, MethodEntry] = {}

@@ -184,7 +184,9 @@ def _train_and_evaluate(spec: RunSpec, trainer, family, accelerator, run_dir: Pa
                                    metrics=reported, base_model_revision=spec.model.revision,  # for the model card
                                    write=accelerator.is_main_process)
         if accelerator.is_main_process:
-            adapter = {"dir": ADAPTER_DIR, "files": files, "step": result.best["step"]}
+            # frozen_saved: the frozen head parameters saved with it (a new head), apart from params.trainable
+            adapter = {"dir": ADAPTER_DIR, "files": files, "step": result.best["step"],
+                       "frozen_saved": adapt.new_frozen_count(accelerator.unwrap_model(prepared.model))}
     return {
         "metrics": reported,
         "best": {"step": result.best["step"], "value": result.best["value"]},

@@ -81,3 +81,51 @@ def test_the_registry_loads_no_torch_at_import():
     code = "import sys, propulsion.adapt, propulsion.specs; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# Head-frozen variants too: a frozen head keeps its random initialisation, which a fresh base draws anew.
+OTHER_HEAD = {**SPECS,
+              "bitfit_frozen_head": MethodSpec(name="bitfit", kind="bitfit", head="frozen"),
+              "lora_frozen_head": MethodSpec(name="lora", kind="peft", peft_type="LORA", targets=["query", "value"],
+                                             head="frozen", peft_config={"r": 4, "lora_alpha": 8}),
+              "adapter_s_frozen_head": MethodSpec(name="adapter_s", kind="baseline",
+                                                  baseline={"bottleneck": 8, "head": "frozen"})}
+
+
+def base_with_another_head():
+    """The same backbone with its task head drawn from another seed: a checkpoint loaded with a new head."""
+    from propulsion.backbones import reinitialise
+    from propulsion.method import head_module_names
+
+    model = base()
+    torch.manual_seed(1234)
+    return reinitialise(model, head_module_names(model)).eval()
+
+
+@pytest.mark.parametrize("name", list(OTHER_HEAD))
+def test_a_saved_method_reproduces_its_outputs_on_a_base_whose_head_was_drawn_otherwise(tmp_path, name):
+    spec = OTHER_HEAD[name]
+    other = base_with_another_head()
+    assert not torch.allclose(logits(other), logits(base()))  # the heads differ
+    prepared = adapt.apply_method(base(), spec, KIND, total_steps=100)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in prepared.model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    trained = logits(prepared.model.eval())
+    adapt.save_trained(prepared.model, tmp_path / "adapter")
+    loaded = adapt.load_trained(other, tmp_path / "adapter", spec, KIND).eval()
+    torch.testing.assert_close(logits(loaded), trained, rtol=0, atol=1e-6)
+
+
+def test_the_frozen_head_saved_with_an_adapter_is_counted_apart_from_the_trainable_parameters(tmp_path):
+    # tiny RoBERTa's head: classifier.dense 32x32 + 32, out_proj 32x2 + 2. BitFit trains the biases (34 here), so
+    # the frozen head it must carry is the two weight matrices: 1,024 + 64.
+    prepared = adapt.apply_method(base(), OTHER_HEAD["bitfit_frozen_head"], KIND)
+    assert adapt.new_frozen_count(prepared.model) == 1088
+    files = adapt.save_trained(prepared.model, tmp_path / "adapter")
+    assert adapt.NEW_FROZEN in files
+    full_head = adapt.apply_method(base(), SPECS["bitfit"], KIND)  # head trained: nothing frozen to carry
+    assert adapt.new_frozen_count(full_head.model) == 0
+    assert adapt.NEW_FROZEN not in adapt.save_trained(full_head.model, tmp_path / "full-head")
