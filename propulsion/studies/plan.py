@@ -377,7 +377,8 @@ def assumptions(device: cost.Device, calibration: dict | None) -> list[str]:
                      "a job whose model/method was not measured uses its model's entry, else the first")
     else:
         constants = f"- device constants: {device.source} (no {calibration_path(device.name)}: run --calibrate)"
-    flops = ", ".join(f"{p} {v / 1e12:.2f}" for p, v in device.throughput.items())
+    devices = ([cost.with_measured(device, entry, key) for key, entry in calibration["entries"].items()]
+               if calibration else [device])
     return [
         "- steps and evaluation passes: the training loop's own rules (exact); training tokens: steps × batch × "
         "mean tokens per example (input + target; table MEAN_TOKENS in propulsion/studies/plan.py)",
@@ -392,13 +393,19 @@ def assumptions(device: cost.Device, calibration: dict | None) -> list[str]:
         f"{GENERATE_UTILISATION_RATIO:.0%} of the training throughput (memory-bound)",
         "- precision: bf16/fp16 autocast or 16-bit weights run at the bf16 throughput, else fp32 "
         "(the loop leaves TF32 off)",
-        f"- {device.name}: throughput (TFLOP/s effective) {flops}; overheads: step {device.step_overhead_s * 1e3:.1f} "
-        f"ms, eval batch {device.eval_batch_overhead_s * 1e3:.1f} ms, eval pass {device.eval_pass_overhead_s:.1f} s, "
-        f"run setup {device.run_overhead_s:.0f} s",
+        *(_constants_line(d, d.source if calibration else "") for d in devices),
         constants,
         "- memory: weights at load dtype + AdamW (2 float32 moments + float32 grad per trainable parameter) + "
         "activations by Korthikanti et al. 2022 at twice the mean length; 10% of the GPU kept free",
     ]
+
+
+def _constants_line(device: cost.Device, label: str) -> str:
+    flops = ", ".join(f"{p} {v / 1e9:,.1f}" for p, v in device.throughput.items())
+    return (f"- {device.name}{f' ({label})' if label else ''}: throughput (GFLOP/s effective) {flops}; overheads: "
+            f"step {device.step_overhead_s * 1e3:.1f} ms, AdamW {device.optimizer_s_per_param * 1e9:.3f} ns a "
+            f"parameter, eval batch {device.eval_batch_overhead_s * 1e3:.1f} ms, eval pass "
+            f"{device.eval_pass_overhead_s:.1f} s, run setup {device.run_overhead_s:.0f} s")
 
 
 def _memory_text(gb: dict[str, float]) -> str:
@@ -439,6 +446,8 @@ def main(argv: list[str] | None = None) -> None:
                                                    cores=args.cores)
             print(f"calibration written to {path}", file=sys.stderr)
             args.calibration = path
+            if name.startswith("cpu-"):  # this machine's CPU: cpu-<threads> -> --device cpu --cores <threads>
+                name, args.cores = "cpu", int(name.split("-")[1])
         device = resolve_device(name, args.cores)
         calibration = None if args.defaults else load_calibration(args.calibration, device.name)
         jobs, broken = plan(args.overrides, args.config_name, config_dir, name, args.num_gpus, args.cores,
