@@ -56,7 +56,6 @@ def measure(spec: RunSpec, lengths: tuple[int, ...] | None = None, batch: int | 
     import torch
 
     from propulsion import adapt, backbones
-    from propulsion.studies import plan as plan_module
     from propulsion.tasks import get_family
 
     family = get_family(spec.task.family)
@@ -67,13 +66,15 @@ def measure(spec: RunSpec, lengths: tuple[int, ...] | None = None, batch: int | 
     config = backbones.load_config(spec.model, **family.model_overrides(spec.task))
     torch.manual_seed(0)
     model = backbones.auto_class(family.MODEL_KIND).from_config(config)
+    embedding = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)
+                    for p in m.parameters(recurse=False))
+    non_embedding = sum(p.numel() for p in model.parameters()) - embedding  # the backbone's, as the plan counts
     prepared = adapt.apply_method(model, spec.method, family.MODEL_KIND, total_steps=1000)
     model = prepared.model.to(device).train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5)
-    _, _, non_embedding, _ = plan_module.meta_counts(spec)
-    shape = cost.Shape(non_embedding, plan_module._config_int(config, "num_hidden_layers", "num_layers"),
-                       plan_module._config_int(config, "hidden_size", "d_model"), spec.method.kind == "full")
+    shape = cost.Shape(non_embedding, cost.config_int(config, "num_hidden_layers", "num_layers"),
+                       cost.config_int(config, "hidden_size", "d_model"), spec.method.kind == "full")
     precision = cost.precision_of(trainer.precision, spec.model.dtype)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else torch.autocast(device.type, enabled=False))
@@ -188,12 +189,11 @@ def calibrate_sweep(overrides: list[str], config_name: str = "config", config_di
     import torch
 
     from propulsion.compose import expand_jobs
-    from propulsion.studies import plan as plan_module
 
     name = device_name(cores if not torch.cuda.is_available() else None)
     firsts: dict[str, RunSpec] = {}
     for _, spec, _ in expand_jobs(overrides, config_name, config_dir):
         firsts.setdefault(f"{spec.model.name}/{spec.method.name}", spec)
     entries = {key: measure(spec, cores=cores) for key, spec in list(firsts.items())[:most]}
-    target = Path(path) if path else plan_module.calibration_path(name)
+    target = Path(path) if path else cost.calibration_path(name)
     return name, write(target, name, entries)

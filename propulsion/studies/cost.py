@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from statistics import NormalDist
 
 # Token lengths per example, as quantiles of the training split (probability -> tokens, input pair included, special
@@ -67,6 +68,22 @@ def padded_length(task: str, mean_tokens: float, batch: int, max_length: int, pa
     probs, values = ((QUANTILE_PROBS, LENGTH_QUANTILES[task]) if task in LENGTH_QUANTILES
                      else lognormal_quantiles(mean_tokens))
     return expected_batch_max(probs, values, batch, cap=max_length)
+
+
+CALIBRATION_DIR = Path("results/plan")  # make calibrate writes calibration-<device>.json here (relative to the cwd)
+
+
+def calibration_path(device_name: str) -> Path:
+    return CALIBRATION_DIR / f"calibration-{device_name}.json"
+
+
+def config_int(config, *names: str) -> int:
+    """The first of a model config's size fields that is set (e.g. num_hidden_layers, else num_layers)."""
+    for name in names:
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return 0
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from propulsion.studies import cost
 
 GPUS = cost.GPU_PEAKS  # the GPU classes a plan prices (vendor peaks and memory); --device cpu prices CPU cores
 GENERATE_UTILISATION_RATIO = 0.08 / 0.35  # decoding's share of the peak relative to training's (memory-bound)
-CALIBRATION_DIR = Path("results/plan")  # make calibrate writes calibration-<device>.json here (relative to the cwd)
 
 # Hub datasets' split sizes (rows), so nothing is downloaded. GLUE, SQuAD, XSum and CNN/DM from their hub cards;
 # the reasoning sets from reference.md (commonsense_170k and math_10k are approximate there, marked so).
@@ -205,8 +204,8 @@ def plan_job(overrides: list[str], spec: RunSpec, device: cost.Device | str = "h
 
     full = spec.method.kind == "full"
     device = calibrated_for(device, calibration, spec)
-    shape = cost.Shape(non_embedding, _config_int(config, "num_hidden_layers", "num_layers"),
-                       _config_int(config, "hidden_size", "d_model"), full)
+    shape = cost.Shape(non_embedding, cost.config_int(config, "num_hidden_layers", "num_layers"),
+                       cost.config_int(config, "hidden_size", "d_model"), full)
     precision = cost.precision_of(trainer.precision, spec.model.dtype)
     padding = "static" if (spec.task.options or {}).get("padding") == "max_length" else "dynamic"
     train_length = cost.padded_length(task, mean_tokens, trainer.batch_size, spec.task.max_length,
@@ -233,16 +232,7 @@ def plan_job(overrides: list[str], spec: RunSpec, device: cost.Device | str = "h
                    approximate, work, precision)
 
 
-def _config_int(config, *names: str) -> int:
-    for name in names:
-        value = getattr(config, name, None)
-        if value:
-            return int(value)
-    return 0
-
-
-def calibration_path(device_name: str) -> Path:
-    return CALIBRATION_DIR / f"calibration-{device_name}.json"
+calibration_path = cost.calibration_path
 
 
 def load_calibration(path: Path | None, device_name: str) -> dict | None:
