@@ -7,7 +7,8 @@ RUNS ?= results/runs
 TABLE_RUNS ?= results/records
 DEVICE_OUT ?= results/runs/device-check
 
-.PHONY: install demo test lint tables compare bench device-check ntk experiment plan table1 table5 clean-demo small-scale \
+.PHONY: install demo test lint tables compare bench device-check ntk experiment plan calibrate plan-validation table1 table5 \
+	clean-demo small-scale \
 	ntk-small-scale
 
 install:
@@ -42,7 +43,16 @@ experiment:
 
 # What experiments/NAME.yaml will cost, without loading weights or data: steps, evaluations, tokens, memory, GPU-hours.
 plan:
-	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.plan --config-name $(NAME) $(ARGS)   # ARGS="--gpu h200" etc.
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.plan --config-name $(NAME) $(ARGS)   # ARGS="--device cpu" etc.
+
+# Time a few real steps of each model/method of experiments/NAME.yaml on this machine (random weights, no data):
+# results/plan/calibration-<device>.json, which `make plan` on this device then uses and names.
+calibrate:
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.plan --config-name $(NAME) --calibrate $(ARGS)
+
+# docs/plan-validation.md: the plan against the authors' logged runtimes and our records (byte-identical on rerun).
+plan-validation:
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.plan_validation
 
 table1:
 	$(MAKE) experiment NAME=table1_roberta_base

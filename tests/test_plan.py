@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 
 from propulsion.specs import UserError
-from propulsion.studies import plan
+from propulsion.studies import calibrate, cost, plan, plan_validation
 from tests.suite.helpers import REPO, records_under, run_cli, write_glue
 
 TINY_TRAINER = ["trainer=quick", "trainer.epochs=3", "trainer.batch_size=8", "trainer.eval_every=7", "logger=none"]
@@ -127,3 +128,133 @@ def test_a_bad_experiment_name_group_or_key_is_one_line(overrides, config_name, 
     with pytest.raises(UserError, match=message) as caught:
         plan.plan(overrides, config_name, config_dir)
     assert "\n" not in str(caught.value)
+
+
+# --- the cost model (propulsion/studies/cost.py): each term on a hand-computed case ---------------------------------
+
+UNIT = cost.Device("unit", "gpu", {"fp32": 1e12, "tf32": 4e12, "bf16": 8e12}, step_overhead_s=0.05,
+                   eval_batch_overhead_s=0.01, eval_pass_overhead_s=2.0, run_overhead_s=30.0,
+                   optimizer_s_per_param=1e-9)
+SHAPE = cost.Shape(non_embedding=1_000_000, layers=2, hidden=10, full=False)
+
+
+def test_expected_batch_max_of_a_uniform_length_is_b_over_b_plus_1():
+    # Lengths uniform on [0, 100]: E[max of b] = 100·b/(b+1); one row: the mean; a cap truncates each length.
+    probs, values = (0.0, 1.0), (0.0, 100.0)
+    assert cost.expected_batch_max(probs, values, 1) == pytest.approx(50.0, rel=1e-6)
+    assert cost.expected_batch_max(probs, values, 3) == pytest.approx(75.0, rel=1e-6)
+    assert cost.expected_batch_max(probs, values, 32) == pytest.approx(100 * 32 / 33, rel=1e-5)
+    # capped at 50: E[min(max, 50)] = 50 - ∫₀⁵⁰ P(max ≤ x) dx = 50 - 50/(b+1); b=1: 37.5
+    assert cost.expected_batch_max(probs, values, 1, cap=50) == pytest.approx(37.5, rel=1e-5)
+
+
+def test_dynamic_padding_grows_with_the_batch_and_static_padding_is_max_length():
+    # Batch 1: the mean of the piecewise-linear quantile function, segment by segment.
+    probs, values = cost.QUANTILE_PROBS, cost.LENGTH_QUANTILES["rte"]
+    one = cost.padded_length("rte", 70, 1, 512)
+    assert one == pytest.approx(sum((values[i] + values[i + 1]) / 2 * (probs[i + 1] - probs[i])
+                                    for i in range(len(probs) - 1)), rel=1e-4)
+    assert one < cost.padded_length("rte", 70, 32, 512) < 289  # RTE's longest training pair: 289 tokens
+    assert cost.padded_length("rte", 70, 32, 128) <= 128
+    assert cost.padded_length("rte", 70, 32, 512, padding="static") == 512.0
+
+
+def test_a_lognormal_length_has_the_tasks_mean():
+    probs, values = cost.lognormal_quantiles(40.0, 0.4)
+    assert cost.expected_batch_max(probs, values, 1) == pytest.approx(40.0, rel=0.02)  # tail cut at 0.9999
+
+
+def test_flops_per_token_carry_the_s_squared_attention_term():
+    # 2N + 4·layers·s·h = 2,000,000 + 4·2·100·10 = 2,008,000 at s=100; the attention part grows with s.
+    assert cost.forward_flops_per_token(SHAPE, 100) == 2_008_000
+    assert cost.forward_flops_per_token(SHAPE, 200) - cost.forward_flops_per_token(SHAPE, 100) == 8_000
+    assert cost.training_multiplier(SHAPE) == 2
+    assert cost.training_multiplier(cost.Shape(1, 1, 1, full=True)) == 3
+
+
+def test_a_step_is_its_overhead_plus_flops_over_throughput_plus_the_optimizer():
+    # 10 steps, batch 4, length 100: 10·4·100·2·2,008,000 = 1.6064e10 FLOPs at 1e12 FLOP/s = 0.016064 s;
+    # overhead 10·0.05 = 0.5 s; AdamW 10 steps × 1,000 parameters × 1e-9 s = 1e-5 s.
+    work = cost.training_work(SHAPE, 10, 4, 100, trainable=1000)
+    assert work == {"steps": 10, "train_flops": 1.6064e10, "optimizer_updates": 10_000}
+    assert cost.price(work, UNIT, "fp32")["train"] == pytest.approx(0.5 + 0.016064 + 1e-5)
+
+
+def test_evaluation_passes_cost_their_batches_and_a_pass_overhead():
+    # 3 passes over 10 rows in batches of 4 (3 batches each, the last one of 2 rows), length 100:
+    # 3·2 s + 9·0.01 s + 3·10·100·2,008,000 FLOPs / 1e12 = 6 + 0.09 + 0.006024.
+    work = cost.evaluation_work(SHAPE, 3, 10, 4, 100)
+    assert work == {"eval_passes": 3, "eval_batches": 9, "eval_flops": 3 * 10 * 100 * 2_008_000}
+    assert cost.price(work, UNIT, "fp32")["evaluate"] == pytest.approx(6.09 + 0.006024)
+    assert cost.evaluation_work(SHAPE, 3, 0, 4, 100)["eval_batches"] == 0  # no dev set
+
+
+def test_generation_is_one_forward_per_new_token_and_batch():
+    # 10 rows in batches of 4 (3 batches), 2 beams, 5 new tokens after a context of 20: 15 forwards;
+    # FLOPs 10·2·5·(2,000,000 + 4·2·22.5·10) = 100·2,001,800.
+    work = cost.generation_work(SHAPE, 10, 4, 2, 5, 20)
+    assert work == {"decode_forwards": 15, "decode_flops": 100 * 2_001_800}
+    assert cost.price(work, UNIT, "fp32", generate_ratio=0.5)["generate"] == pytest.approx(
+        15 * 0.01 + 100 * 2_001_800 / 1e12 / 0.5)
+
+
+def test_precision_picks_the_throughput():
+    assert cost.precision_of("no", "float32") == "fp32"
+    assert cost.precision_of("bf16", "float32") == cost.precision_of("no", "bfloat16") == "bf16"
+    work = {"train_flops": 8e12}
+    assert cost.price(work, UNIT, "fp32")["train"] == 8.0
+    assert cost.price(work, UNIT, "bf16")["train"] == 1.0  # 8x the fp32 throughput
+    assert cost.price(work, UNIT, "tf32")["train"] == 2.0
+
+
+def test_cpu_and_gpu_defaults_differ_as_their_cores_and_peaks_say():
+    one, two = cost.default_device("cpu", 1), cost.default_device("cpu", 2)
+    assert (one.name, two.name, one.kind) == ("cpu-1", "cpu-2", "cpu")
+    assert two.throughput["fp32"] == pytest.approx(one.throughput["fp32"] * 2 * cost.CPU_PARALLEL_EFFICIENCY)
+    h100 = cost.default_device("h100-80gb")
+    assert h100.throughput["bf16"] / h100.throughput["fp32"] == pytest.approx(989 / 67)
+    assert h100.throughput["fp32"] > 10 * two.throughput["fp32"]
+    assert cost.price({"steps": 1}, h100, "fp32")["setup"] == h100.run_overhead_s
+
+
+def test_a_measured_calibration_replaces_the_defaults_and_the_plan_names_it(tmp_path):
+    path = tmp_path / "calibration-cpu-2.json"
+    path.write_text('{"device": "cpu-2", "measured_at": "2026-12-07T00:00:00Z", "entries": {"tiny-roberta/'
+                    'propulsion": {"throughput": {"fp32": 5e9}, "step_overhead_s": 0.25}}}')
+    overrides = ["model=tiny-roberta", "task=rte", "task.source=sample", *TINY_TRAINER]
+    measured = _only(plan.plan(overrides, gpu="cpu", cores=2, calibration=path))
+    default = _only(plan.plan(overrides, gpu="cpu", cores=2, use_calibration=False))
+    assert measured.steps == default.steps  # counts do not depend on the device
+    assert measured.seconds["train"] - default.seconds["train"] == pytest.approx(
+        measured.steps * (0.25 - cost.CPU_STEP_OVERHEAD_S)
+        + measured.work["train_flops"] * (1 / 5e9 - 1 / default_throughput(2)), rel=1e-6)
+    text = plan.report([measured], plan.resolve_device("cpu", 2), plan.load_calibration(path, "cpu-2"))
+    assert "hours (cpu-2)" in text and str(path) in text and "tiny-roberta/propulsion" in text
+    with pytest.raises(UserError, match="measured on 'cpu-2', not 'h100-80gb'"):
+        plan.plan(overrides, gpu="h100-80gb", calibration=path)
+
+
+def default_throughput(cores: int) -> float:
+    return cost.default_device("cpu", cores).throughput["fp32"]
+
+
+def test_calibrate_times_real_steps_of_a_tiny_model(tmp_path):
+    # The real model and method, a few real AdamW steps: positive constants, written where the plan reads them.
+    name, path = calibrate.calibrate_sweep(["model=tiny-roberta", "task=rte", "method=propulsion,lora",
+                                            "task.source=sample", *TINY_TRAINER], path=tmp_path / "c.json", cores=1)
+    data = json.loads(path.read_text())
+    assert name == data["device"] and set(data["entries"]) == {"tiny-roberta/propulsion", "tiny-roberta/lora"}
+    entry = data["entries"]["tiny-roberta/propulsion"]
+    assert entry["throughput"]["fp32"] > 0 and entry["step_overhead_s"] >= 0
+    assert [s["length"] for s in entry["measured"]["steps"]] == [8, 48, 128]
+
+
+def test_the_fit_recovers_known_constants():
+    # Points made from overhead 0.1 s and 2e9 FLOP/s come back exactly.
+    points = [(f, 0.1 + f / 2e9) for f in (1e8, 5e8, 2e9)]
+    overhead, throughput = calibrate.fit_overhead_and_throughput(points)
+    assert (overhead, throughput) == (pytest.approx(0.1), pytest.approx(2e9))
+
+
+def test_the_validation_document_is_what_the_script_writes():
+    assert plan_validation.render() == plan_validation.DOCUMENT.read_text()

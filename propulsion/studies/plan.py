@@ -20,14 +20,10 @@ from pathlib import Path
 
 from propulsion import adapt  # the method registry: light, no torch until an entry runs
 from propulsion.specs import RunSpec, UserError
+from propulsion.studies import cost
 
-# Dense tensor-core peaks (TFLOP/s) for 16-bit and TF32 math, and memory (GB), from the vendors' data sheets (SXM).
-GPUS = {
-    "a100-80gb": {"bf16": 312.0, "tf32": 156.0, "memory_gb": 80.0},
-    "h100-80gb": {"bf16": 989.0, "tf32": 494.0, "memory_gb": 80.0},
-    "h200": {"bf16": 989.0, "tf32": 494.0, "memory_gb": 141.0},
-}
-UTILISATION = {"train": 0.35, "forward": 0.35, "generate": 0.08}  # of the peak; decoding is memory-bound
+GPUS = cost.GPU_PEAKS  # the GPU classes a plan prices (vendor peaks and memory); --device cpu prices CPU cores
+GENERATE_UTILISATION_RATIO = 0.08 / 0.35  # decoding's share of the peak relative to training's (memory-bound)
 
 # Hub datasets' split sizes (rows), so nothing is downloaded. GLUE, SQuAD, XSum and CNN/DM from their hub cards;
 # the reasoning sets from reference.md (commonsense_170k and math_10k are approximate there, marked so).
@@ -77,10 +73,15 @@ class JobPlan:
     trainable: int
     total: int
     memory_gb: dict[str, float]
-    gpu_hours: float
+    hours: float  # on the planned device, times the processes of a data-parallel job
+    seconds: dict[str, float]  # one process's wall time by term: setup, train, evaluate, generate
+    padded_length: float  # tokens per row of a training batch after padding (the batch's expected longest)
+    device: str
     fits: bool
     launch: str
     approximate_sizes: bool
+    work: dict[str, float]  # steps, FLOPs, evaluation batches, ... (cost.price turns them into seconds)
+    precision: str  # fp32 | bf16: the throughput the matmuls run at
 
 
 def split_sizes(spec: RunSpec) -> tuple[dict[str, int], bool]:
@@ -172,10 +173,13 @@ def _count_on_meta(spec: RunSpec) -> tuple[int, int, int, object]:
     return counts["trainable"], counts["total"], counts["total"] - embedding, config
 
 
-def plan_job(overrides: list[str], spec: RunSpec, gpu: str, num_gpus: int = 1) -> JobPlan:
+def plan_job(overrides: list[str], spec: RunSpec, device: cost.Device | str = "h100-80gb",
+             num_gpus: int = 1, calibration: dict | None = None) -> JobPlan:
     from propulsion.tasks import get_family
     from propulsion.training import loop
 
+    if isinstance(device, str):
+        device = cost.default_device(device)
     trainer = spec.trainer.with_task_defaults(spec.task)
     sizes, approximate = split_sizes(spec)
     train_rows, dev_rows, report_rows = protocol_sizes(spec, sizes)
@@ -200,21 +204,65 @@ def plan_job(overrides: list[str], spec: RunSpec, gpu: str, num_gpus: int = 1) -
     generated = (rows_generated_during * beams_during + report_rows * beams) * target_tokens if generating else 0
 
     full = adapt.method_entry(spec.method.kind).trains_whole_model
-    flops = train_tokens * (4 + 2 * full) * non_embedding  # forward 2N; backward 2N for inputs, +2N for weights
-    # Every evaluated row's input is read once per beam (a loss pass: once).
+    device = calibrated_for(device, calibration, spec)
+    shape = cost.Shape(non_embedding, cost.config_int(config, "num_hidden_layers", "num_layers"),
+                       cost.config_int(config, "hidden_size", "d_model"), full)
+    precision = cost.precision_of(trainer.precision, spec.model.dtype)
+    padding = "static" if (spec.task.options or {}).get("padding") == "max_length" else "dynamic"
+    train_length = cost.padded_length(task, mean_tokens, trainer.batch_size, spec.task.max_length,
+                                      padding) + target_tokens
+    eval_length = cost.padded_length(task, mean_tokens, trainer.eval_batch_size, spec.task.max_length,
+                                     padding) + target_tokens
+    # A generating pass reads each row once per beam (its encoder, or its prompt), then decodes; a loss pass once.
     reads_during, reads_final = (beams_during if rows_generated_during else 1), (beams if generating else 1)
-    flops_eval = (passes * dev_rows * reads_during + report_rows * reads_final) * mean_tokens * 2 * non_embedding
-    flops_generate = generated * 2 * non_embedding
-    peaks = GPUS[gpu]
-    sixteen_bit = trainer.precision in ("bf16", "fp16") or spec.model.dtype != "float32"
-    peak = (peaks["bf16"] if sixteen_bit else peaks["tf32"]) * 1e12
-    seconds = (flops / UTILISATION["train"] + flops_eval / UTILISATION["forward"]
-               + flops_generate / UTILISATION["generate"]) / peak
+    work = cost.add_work(
+        cost.training_work(shape, steps, trainer.batch_size, train_length, trainable),
+        cost.evaluation_work(shape, passes, dev_rows * reads_during, trainer.eval_batch_size, eval_length),
+        cost.evaluation_work(shape, 1, report_rows * reads_final, trainer.eval_batch_size, eval_length),
+        cost.generation_work(shape, rows_generated_during, trainer.eval_batch_size, beams_during, target_tokens,
+                             eval_length),
+        cost.generation_work(shape, report_rows if generating else 0, trainer.eval_batch_size, beams,
+                             target_tokens, eval_length))
+    seconds = cost.price(work, device, precision, GENERATE_UTILISATION_RATIO)
     memory = training_memory_gb(spec, trainer, config, trainable, total, mean_tokens + target_tokens)
-    fits, launch = placement(memory, peaks["memory_gb"])
+    capacity = GPUS[device.name]["memory_gb"] if device.name in GPUS else float("inf")
+    fits, launch = placement(memory, capacity)
     return JobPlan(overrides, spec.model.name, task, spec.method.name, spec.seed, train_rows, steps, passes,
                    dev_rows, report_rows, schedule.during, train_tokens, generated, trainable, total, memory,
-                   seconds * num_gpus / 3600, fits, launch, approximate)
+                   sum(seconds.values()) * num_gpus / 3600, seconds, train_length, device.name, fits, launch,
+                   approximate, work, precision)
+
+
+calibration_path = cost.calibration_path
+
+
+def load_calibration(path: Path | None, device_name: str) -> dict | None:
+    """The calibration file for this device (an explicit path, else results/plan/calibration-<device>.json), or
+    None when there is none. Its ``entries`` map "model/method" to measured constants."""
+    explicit = path is not None
+    path = Path(path) if explicit else calibration_path(device_name)
+    if not path.exists():
+        if explicit:
+            raise UserError(f"no calibration file {str(path)!r}; write one with --calibrate")
+        return None
+    data = json.loads(path.read_text())
+    if data.get("device") != device_name:
+        raise UserError(f"calibration {str(path)!r} was measured on {data.get('device')!r}, not {device_name!r}; "
+                        f"valid: a file measured on {device_name}")
+    return {**data, "path": str(path)}
+
+
+def calibrated_for(device: cost.Device, calibration: dict | None, spec: RunSpec) -> cost.Device:
+    """The device with the constants measured on this job's model and method when the calibration has them,
+    else on the same model, else its first entry (each says so in its source)."""
+    if not calibration or not calibration.get("entries"):
+        return device
+    entries = calibration["entries"]
+    key = f"{spec.model.name}/{spec.method.name}"
+    same_model = [k for k in entries if k.split("/")[0] == spec.model.name]
+    chosen = key if key in entries else (same_model[0] if same_model else next(iter(entries)))
+    return cost.with_measured(device, entries[chosen], f"measured ({calibration['path']}, {chosen}, "
+                                                       f"{calibration.get('measured_at', '?')})")
 
 
 def training_memory_gb(spec: RunSpec, trainer, config, trainable: int, total: int, tokens: int) -> dict[str, float]:
@@ -245,55 +293,110 @@ def placement(memory: dict[str, float], capacity: float) -> tuple[bool, str]:
     return False, "does not fit 8 GPUs: lower trainer.batch_size and raise gradient_accumulation_steps"
 
 
+DEVICE_CHOICES = (*GPUS, "cpu")
+
+
+def resolve_device(name: str, cores: int | None = None) -> cost.Device:
+    """A device's default constants by name (a GPU class, or cpu with its core count; default: this machine's)."""
+    if name not in DEVICE_CHOICES:
+        raise UserError(f"unknown --device {name!r}; valid choices: {', '.join(DEVICE_CHOICES)}")
+    if name == "cpu":
+        import os
+
+        cores = cores or len(os.sched_getaffinity(0))
+    return cost.default_device(name, cores)
+
+
 def plan(overrides: list[str], config_name: str = "config", config_dir: str | None = None,
-         gpu: str = "h100-80gb", num_gpus: int = 1) -> tuple[list[JobPlan], list[tuple[list[str], str]]]:
-    """The plan of every job, and the jobs that would stop before training (overrides, the one-line reason)."""
+         gpu: str = "h100-80gb", num_gpus: int = 1, cores: int | None = None,
+         calibration: Path | str | None = None, use_calibration: bool = True,
+         ) -> tuple[list[JobPlan], list[tuple[list[str], str]]]:
+    """The plan of every job, and the jobs that would stop before training (overrides, the one-line reason).
+    `gpu` names the device (a GPU class or "cpu"); its constants come from the calibration file when there is
+    one (`calibration`, else results/plan/calibration-<device>.json), else the defaults of
+    :mod:`propulsion.studies.cost`."""
     from propulsion.compose import expand_jobs
 
-    if gpu not in GPUS:
-        raise UserError(f"unknown --gpu {gpu!r}; valid choices: {', '.join(GPUS)}")
+    if gpu not in DEVICE_CHOICES:
+        raise UserError(f"unknown --gpu {gpu!r}; valid choices: {', '.join(DEVICE_CHOICES)}")
+    device = resolve_device(gpu, cores)
+    measured = load_calibration(calibration, device.name) if use_calibration else None
     jobs, broken = [], []
     for job_overrides, spec, _ in expand_jobs(overrides, config_name, config_dir):
         try:
-            jobs.append(plan_job(job_overrides, spec, gpu, num_gpus))
+            jobs.append(plan_job(job_overrides, spec, device, num_gpus, measured))
         except (UserError, ValueError) as error:  # the run itself would stop on this, before training
             broken.append((job_overrides, str(error).splitlines()[0]))
     return jobs, broken
 
 
-def report(jobs: list[JobPlan], gpu: str) -> str:
-    header = ("| model | task | method | seed | steps | eval passes | train tokens | generated tokens | trainable "
-              "| total | peak GB (weights + optimizer + activations) | GPU-h | fits one GPU |")
-    lines = [header, "|" + "---|" * 13]
+def report(jobs: list[JobPlan], device: cost.Device | str, calibration: dict | None = None) -> str:
+    if isinstance(device, str):
+        device = resolve_device(device)
+    hours = f"hours ({device.name})"
+    header = ("| model | task | method | seed | steps | eval passes | padded tokens/row | train tokens "
+              f"| generated tokens | trainable | total | peak GB (weights + optimizer + activations) | {hours} "
+              "| fits one GPU |")
+    lines = [header, "|" + "---|" * 14]
     for job in jobs:
         lines.append(f"| {job.model} | {job.task} | {job.method} | {job.seed} | {job.steps:,} | "
-                     f"{job.evaluation_passes} | {job.train_tokens:,.0f} | {job.generated_tokens:,.0f} | "
-                     f"{job.trainable:,} | {job.total:,} | {_memory_text(job.memory_gb)} | {job.gpu_hours:.3f} | "
-                     f"{'yes' if job.fits else job.launch} |")
+                     f"{job.evaluation_passes} | {job.padded_length:.0f} | {job.train_tokens:,.0f} | "
+                     f"{job.generated_tokens:,.0f} | {job.trainable:,} | {job.total:,} | "
+                     f"{_memory_text(job.memory_gb)} | {job.hours:.3f} | {'yes' if job.fits else job.launch} |")
+    parts = {term: sum(j.seconds[term] for j in jobs) / 3600 for term in ("setup", "train", "evaluate", "generate")}
     totals = {
         "runs": len(jobs),
         "optimizer steps": f"{sum(j.steps for j in jobs):,}",
         "evaluation passes": f"{sum(j.evaluation_passes for j in jobs):,}",
         "training tokens": f"{sum(j.train_tokens for j in jobs):,.0f}",
         "generated tokens": f"{sum(j.generated_tokens for j in jobs):,.0f}",
-        f"GPU-hours ({gpu})": f"{sum(j.gpu_hours for j in jobs):,.1f}",
+        hours: f"{sum(j.hours for j in jobs):,.1f} ("
+               + ", ".join(f"{term} {value:,.1f}" for term, value in parts.items()) + ")",
         "jobs that need more than one GPU": sum(not j.fits for j in jobs),
     }
     lines += ["", "Totals:"] + [f"- {key}: {value}" for key, value in totals.items()]
     if any(j.approximate_sizes for j in jobs):
         lines.append("- some training set sizes are approximate (commonsense_170k ~170k, math_10k ~10k rows)")
-    lines += ["", "Assumptions:",
-              "- steps and evaluation passes: the training loop's own rules (exact); training tokens: steps × batch × "
-              "mean tokens per example (input + target; table MEAN_TOKENS in propulsion/studies/plan.py)",
-              "- FLOPs per training token: 4N with frozen weights (forward 2N, backward 2N for the activations' "
-              "gradients), 6N for full fine-tuning; N = non-embedding parameters; attention's s² terms ignored",
-              "- evaluation: 2N per evaluated token (× beams when generating); generation: 2N per generated token "
-              "and beam (KV cache), generated length = the mean target length",
-              f"- utilisation of the peak: training {UTILISATION['train']:.0%}, forward {UTILISATION['forward']:.0%}, "
-              f"generation {UTILISATION['generate']:.0%} (decoding is memory-bound); peaks {GPUS[gpu]}",
-              "- memory: weights at load dtype + AdamW (2 float32 moments + float32 grad per trainable parameter) + "
-              "activations by Korthikanti et al. 2022 at twice the mean length; 10% of the GPU kept free"]
+    lines += ["", "Assumptions:"] + assumptions(device, calibration)
     return "\n".join(lines)
+
+
+def assumptions(device: cost.Device, calibration: dict | None) -> list[str]:
+    if calibration:
+        constants = (f"- device constants: measured by --calibrate ({calibration['path']}, "
+                     f"{calibration.get('measured_at', '?')}; per model/method: {', '.join(calibration['entries'])}); "
+                     "a job whose model/method was not measured uses its model's entry, else the first")
+    else:
+        constants = f"- device constants: {device.source} (no {calibration_path(device.name)}: run --calibrate)"
+    devices = ([cost.with_measured(device, entry, key) for key, entry in calibration["entries"].items()]
+               if calibration else [device])
+    return [
+        "- steps and evaluation passes: the training loop's own rules (exact); training tokens: steps × batch × "
+        "mean tokens per example (input + target; table MEAN_TOKENS in propulsion/studies/plan.py)",
+        "- time per optimizer step = per-step overhead + FLOPs / throughput; FLOPs = batch × padded length × "
+        "(2 with frozen weights, 3 for full fine-tuning) × (2N + 4·layers·length·hidden: attention's s² term), "
+        "N = non-embedding parameters",
+        "- padded length: dynamic padding pads each batch to its longest row: the expected maximum of `batch` "
+        "lengths from the task's length quantiles (propulsion/studies/cost.py LENGTH_QUANTILES), else a "
+        f"log-normal with the task's mean and σ(log) {cost.LOG_LENGTH_SPREAD}; capped at task.max_length",
+        "- evaluation: per pass an overhead (metrics, checkpoint), per batch an overhead + forward FLOPs; "
+        "generation: one forward per new token and batch (KV cache), at "
+        f"{GENERATE_UTILISATION_RATIO:.0%} of the training throughput (memory-bound)",
+        "- precision: bf16/fp16 autocast or 16-bit weights run at the bf16 throughput, else fp32 "
+        "(the loop leaves TF32 off)",
+        *(_constants_line(d, d.source if calibration else "") for d in devices),
+        constants,
+        "- memory: weights at load dtype + AdamW (2 float32 moments + float32 grad per trainable parameter) + "
+        "activations by Korthikanti et al. 2022 at twice the mean length; 10% of the GPU kept free",
+    ]
+
+
+def _constants_line(device: cost.Device, label: str) -> str:
+    flops = ", ".join(f"{p} {v / 1e9:,.1f}" for p, v in device.throughput.items())
+    return (f"- {device.name}{f' ({label})' if label else ''}: throughput (GFLOP/s effective) {flops}; overheads: "
+            f"step {device.step_overhead_s * 1e3:.1f} ms, AdamW {device.optimizer_s_per_param * 1e9:.3f} ns a "
+            f"parameter, eval batch {device.eval_batch_overhead_s * 1e3:.1f} ms, eval pass "
+            f"{device.eval_pass_overhead_s:.1f} s, run setup {device.run_overhead_s:.0f} s")
 
 
 def _memory_text(gb: dict[str, float]) -> str:
@@ -306,20 +409,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="the same overrides as a run (a=x,y sweeps)")
     parser.add_argument("--config-name", default="config", help="an experiments/ file name, e.g. table3_reasoning")
     parser.add_argument("--config-dir", default=None, help="default: experiments/ when --config-name is not config")
-    parser.add_argument("--gpu", default="h100-80gb", help=f"one of {', '.join(GPUS)}")
+    parser.add_argument("--device", default=None, help=f"one of {', '.join(DEVICE_CHOICES)} (default: --gpu)")
+    parser.add_argument("--gpu", default="h100-80gb", help=f"one of {', '.join(GPUS)} (same as --device)")
+    parser.add_argument("--cores", type=int, default=None, help="CPU cores of --device cpu (default: this machine's)")
     parser.add_argument("--num-gpus", type=int, default=1, help="data-parallel processes per job")
+    parser.add_argument("--calibration", default=None,
+                        help="a calibration file (default: results/plan/calibration-<device>.json when present)")
+    parser.add_argument("--defaults", action="store_true", help="ignore any calibration file: the default constants")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="first time a few real steps of each planned model/method on this machine and write "
+                             "the calibration file (the device is this machine's)")
     args = parser.parse_args(argv)
     config_dir = args.config_dir
     if config_dir is None and args.config_name != "config":
         from propulsion.resources import EXPERIMENTS_DIR  # the checkout's experiments/, or the packaged copy
 
         config_dir = str(EXPERIMENTS_DIR)
+    name = args.device or args.gpu
     try:
-        jobs, broken = plan(args.overrides, args.config_name, config_dir, args.gpu, args.num_gpus)
+        if name not in DEVICE_CHOICES:
+            option = "--device" if args.device else "--gpu"
+            raise UserError(f"unknown {option} {name!r}; valid choices: {', '.join(DEVICE_CHOICES)}")
+        if args.calibrate:
+            from propulsion.studies import calibrate
+
+            name, path = calibrate.calibrate_sweep(args.overrides, args.config_name, config_dir, args.calibration,
+                                                   cores=args.cores)
+            print(f"calibration written to {path}", file=sys.stderr)
+            args.calibration = path
+            if name.startswith("cpu-"):  # this machine's CPU: cpu-<threads> -> --device cpu --cores <threads>
+                name, args.cores = "cpu", int(name.split("-")[1])
+        device = resolve_device(name, args.cores)
+        calibration = None if args.defaults else load_calibration(args.calibration, device.name)
+        jobs, broken = plan(args.overrides, args.config_name, config_dir, name, args.num_gpus, args.cores,
+                            args.calibration, use_calibration=not args.defaults)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(report(jobs, args.gpu))
+    print(report(jobs, device, calibration))
     if broken:
         print(f"\n{len(broken)} job(s) would stop before training:")
         for job_overrides, reason in broken:
