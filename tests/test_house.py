@@ -30,12 +30,17 @@ def _names_a_kind(node: ast.AST) -> bool:
     return False
 
 
+# The method kinds the registry knows (tests/adapt/test_registry.py checks this is all of them): a `kind` compared
+# with one of these is a method-kind branch; `device.kind == "gpu"` is not.
+METHOD_KINDS = {"propulsion", "peft", "bitfit", "full", "baseline"}
+
+
 def _strings(node: ast.AST) -> bool:
-    """A string, or a tuple/list/set of strings: what a kind would be compared with."""
+    """A method kind's name, or a tuple/list/set holding one: what a method kind would be compared with."""
     if isinstance(node, ast.Constant):
-        return isinstance(node.value, str)
+        return node.value in METHOD_KINDS
     if isinstance(node, ast.Tuple | ast.List | ast.Set):
-        return bool(node.elts) and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts)
+        return any(isinstance(e, ast.Constant) and e.value in METHOD_KINDS for e in node.elts)
     return False
 
 
@@ -78,6 +83,8 @@ def run_dir(spec, config, kind):
         pass
     if spec.model_kind == "seq2seq" or spec.degree is not None or spec.kind == other:  # not a method kind vs str
         pass
+    if device.kind == "gpu":                     # a device's kind, not a method's
+        pass
 '''
     assert kind_branches(offending) == [3, 5, 7, 9, 11]
 
@@ -87,3 +94,9 @@ def test_no_module_outside_the_registry_branches_on_a_method_kind():
     assert PACKAGE / "training" / "one_run.py" in scanned and not any(p.is_relative_to(REGISTRY) for p in scanned)
     found = {str(path.relative_to(ROOT)): lines for path in scanned if (lines := kind_branches(path.read_text()))}
     assert found == {}, f"ask the method registry (propulsion.adapt.method_entry) instead: {found}"
+
+
+def test_the_check_knows_every_registered_kind():
+    from propulsion import adapt
+
+    assert set(adapt.registered_kinds()) == METHOD_KINDS

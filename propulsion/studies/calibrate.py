@@ -74,7 +74,8 @@ def measure(spec: RunSpec, lengths: tuple[int, ...] | None = None, batch: int | 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-5)
     shape = cost.Shape(non_embedding, cost.config_int(config, "num_hidden_layers", "num_layers"),
-                       cost.config_int(config, "hidden_size", "d_model"), spec.method.kind == "full")
+                       cost.config_int(config, "hidden_size", "d_model"),
+                       adapt.method_entry(spec.method.kind).trains_whole_model)
     precision = cost.precision_of(trainer.precision, spec.model.dtype)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else torch.autocast(device.type, enabled=False))
