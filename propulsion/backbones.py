@@ -1,14 +1,15 @@
-"""Backbone + tokenizer for a task family: from the hub, a local directory, or a built-in tiny model."""
+"""Backbone + tokenizer for a task family: from the hub, a local directory, a GGUF file, or a built-in tiny model."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
 
-from propulsion import tiny
+from propulsion import gguf_weights, tiny
 from propulsion.specs import ModelSpec, UserError
 
 # Task family -> the transformers auto class that puts the right head on the backbone.
@@ -27,9 +28,17 @@ def auto_class(kind: str):
     return getattr(transformers, AUTO_CLASSES[kind])
 
 
+def _from_gguf(spec: ModelSpec) -> ModelSpec:
+    """A GGUF file is loaded from its converted folder (propulsion/gguf_weights.py; converted the first time)."""
+    if gguf_weights.is_gguf(spec.name_or_path):
+        return dataclasses.replace(spec, name_or_path=str(gguf_weights.converted(spec.name_or_path)))
+    return spec
+
+
 def load_tokenizer(spec: ModelSpec, padding_side: str = "right"):
     if spec.tiny:
         return tiny.build_tokenizer(padding_side=padding_side)
+    spec = _from_gguf(spec)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(
             spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
@@ -71,6 +80,7 @@ def load_model(spec: ModelSpec, kind: str, config_overrides: dict[str, Any] | No
         if spec.tiny not in tiny.TINY_FAMILIES:
             raise UserError(f"unknown tiny model family {spec.tiny!r}; valid choices: {', '.join(tiny.TINY_FAMILIES)}")
         return reinitialise(tiny.build_tiny_model(spec.tiny, cls, **overrides), spec.reinit)
+    spec = _from_gguf(spec)
     try:
         model = cls.from_pretrained(
             spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
@@ -103,6 +113,7 @@ def load_config(spec: ModelSpec, **overrides):
     if spec.architecture:
         fields = dict(spec.architecture)
         return transformers.AutoConfig.for_model(fields.pop("model_type"), **fields, **overrides)
+    spec = _from_gguf(spec)
     try:
         return transformers.AutoConfig.from_pretrained(spec.name_or_path, revision=spec.revision, **overrides)
     except OSError as error:
@@ -129,6 +140,8 @@ def provenance(spec: ModelSpec) -> dict[str, Any]:
 
     if spec.tiny:
         return {"source": "tiny", "family": spec.tiny}
+    if gguf_weights.is_gguf(spec.name_or_path):  # the GGUF's sha256 and the converted folder's
+        return gguf_weights.provenance(spec.name_or_path)
     local = Path(spec.name_or_path)
     if not local.is_dir():
         return {"source": "hub", "name_or_path": spec.name_or_path, "revision": spec.revision}

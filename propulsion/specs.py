@@ -218,7 +218,8 @@ class TrainerSpec:
                 raise UserError(f"trainer.{key} must be >= 1, got {getattr(self, key)!r}")
         # null takes the task's paper value (with_task_defaults); a given value must make sense.
         for key, minimum, strict in (("lr", 0, True), ("batch_size", 1, False), ("epochs", 0, True),
-                                     ("max_steps", 1, False), ("weight_decay", 0, False), ("warmup_steps", 0, False),
+                                     # max_steps 0: no training, the untrained model evaluated (a zero-shot row)
+                                     ("max_steps", 0, False), ("weight_decay", 0, False), ("warmup_steps", 0, False),
                                      ("max_grad_norm", 0, False),  # max_grad_norm 0 or null: no clipping
                                      ("warmup_ratio", 0, False)):
             value = getattr(self, key)

@@ -130,7 +130,8 @@ FLOORS = (
     ("propulsion.version", "propulsion.resources"),
     ("propulsion", "propulsion.method"),  # the library: imports nothing of the suite
     ("propulsion.specs", "propulsion.tiny", "propulsion.records", "propulsion.training.hooks"),
-    ("propulsion.tasks", "propulsion.baselines", "propulsion.backbones", "propulsion.hub_access"),
+    ("propulsion.tasks", "propulsion.baselines", "propulsion.backbones", "propulsion.hub_access",
+     "propulsion.gguf_weights"),
     ("propulsion.adapt",),
     ("propulsion.training",),
     ("propulsion.compose",),

@@ -58,7 +58,13 @@ def load_raw(task: TaskSpec, sample_splits=None, seed: int = 0) -> datasets.Data
 
 
 def task_files(task: TaskSpec, wanted: list[str]) -> dict[str, str]:
-    """split -> path or URL, from task.data_files or task.data_dir (<split>.jsonl/.json/.csv/.parquet)."""
+    """split -> path or URL, from task.data_files or task.data_dir (<split>.jsonl/.json/.csv/.parquet); a family
+    that lays its files out its own way answers itself (its ``split_files``: reasoning, LLM-Adapters' tree)."""
+    from propulsion.tasks import get_family
+
+    own_layout = getattr(get_family(task.family), "split_files", None)
+    if own_layout is not None:
+        return own_layout(task, wanted)
     files = dict(task.data_files or {})
     if task.data_dir and not Path(task.data_dir).is_dir():
         raise UserError(f"task.data_dir={task.data_dir} is not a directory; it should hold <split>.jsonl/.json/"

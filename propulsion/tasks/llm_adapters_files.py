@@ -10,6 +10,11 @@ records hash the cached files (sha256) like any local data file.
 The cache: ``task.options.cache_dir``, else ``$PROPULSION_CACHE/llm-adapters/<commit>``, else
 ``~/.cache/propulsion/llm-adapters/<commit>``. Another ``task.options.base_url`` (a mirror, another commit) is
 read the same way into its own cache folder, checked for shape only (no pinned hashes apply to it).
+
+A local mirror (a copy of the commit's tree, e.g. the offline copy /work/shared/data/llm-adapters, or what
+``scripts/fetch_llm_adapters.py`` writes): ``task.data_dir=<mirror> task.options.pinned=true`` reads every file in
+place (:func:`mirrored`), no network and no copy, each refused in one line unless its git blob is the commit's.
+:func:`union` concatenates several pinned train splits into one cached file (the small-scale commonsense training set).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hashlib
 import json
 import os
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from propulsion.specs import UserError
@@ -49,6 +55,16 @@ PINNED: dict[str, tuple[str, int | None]] = {
     "mawps": ("eca473c5b5d398acbae0b84ede833bbbccd63add", 238),
 }
 TEST_SETS = tuple(name for name in PINNED if name not in TRAIN_SETS)
+# Further files of the commit, by repository path: math_data.json (3,260 chain-of-thought problems, math_10k's
+# fields) and the LLM-Adapters-formatted train splits of four commonsense tasks (the templates commonsense_170k is
+# built from). Full blob hashes of the offline copy, whose README lists their prefixes as the commit's tree has them.
+PINNED_FILES: dict[str, tuple[str, int | None]] = {
+    "ft-training_set/math_data.json": ("22a588e69121103120d4b5173f1a6ea804d15a44", 3260),
+    "dataset/boolq/train.json": ("87a7beee26b49f81c450641ef2ff84f55611321f", 9427),
+    "dataset/ARC-Easy/train.json": ("488a8e5e5bbbd7a630ebbfe07a1fd91b7d9d8c9b", 2251),
+    "dataset/ARC-Challenge/train.json": ("d7e080b04bff9fd16dd85455fb04481807a088d8", 1119),
+    "dataset/openbookqa/train.json": ("75bcd5eb9f5e77a3796c05e6bb38f169d19563fc", 4957),
+}
 
 
 def relative_path(name: str, train: bool | None = None) -> str:
@@ -56,6 +72,58 @@ def relative_path(name: str, train: bool | None = None) -> str:
     whether ``name`` is a training set (default: one of LLM-Adapters' two)."""
     train = name in TRAIN_SETS if train is None else train
     return f"ft-training_set/{name}.json" if train else f"dataset/{name}/test.json"
+
+
+def pinned_paths() -> dict[str, tuple[str, int | None]]:
+    """Repository path -> (git blob at COMMIT, rows) of every file the suite knows the commit's content of."""
+    return {relative_path(name): value for name, value in PINNED.items()} | PINNED_FILES
+
+
+def cache_base() -> Path:
+    return Path(os.environ.get("PROPULSION_CACHE") or Path.home() / ".cache" / "propulsion") / "llm-adapters"
+
+
+_CHECKED: set[tuple[str, int, int]] = set()  # (path, bytes, mtime) already matched: validation and loading hash once
+
+
+def mirrored(relative: str, mirror: str | Path) -> Path:
+    """The path of one pinned file read in place from a local copy of the commit's tree, once its git blob is the
+    commit's; anything else is refused in one line naming the file and both hashes."""
+    expected = pinned_paths().get(relative)
+    if expected is None:
+        raise UserError(f"{relative} is not a file of {REPOSITORY}@{COMMIT[:10]} whose hash the suite pins (pinned: "
+                        f"{', '.join(sorted(pinned_paths()))}); set task.options.pinned=false to read it unchecked")
+    path = Path(mirror).expanduser() / relative
+    if not path.is_file():
+        raise UserError(f"the mirror {str(mirror)!r} has no {relative}; point task.data_dir at a copy of "
+                        f"{REPOSITORY}@{COMMIT[:10]}'s tree (scripts/fetch_llm_adapters.py --out DIR writes one)")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKED:
+        actual = git_blob_sha1(path.read_bytes())
+        if actual != expected[0]:
+            raise UserError(f"{path} has git blob {actual}, expected {expected[0]} ({relative} at "
+                            f"{REPOSITORY}@{COMMIT[:10]}); restore the file, or set task.options.pinned=false to read "
+                            f"it unchecked")
+        _CHECKED.add(key)
+    return path
+
+
+def union(name: str, parts: Sequence[str | Path], cache_dir: str | None = None) -> Path:
+    """One JSON list of the rows of ``parts`` in their order, written once into the cache (keyed by the parts'
+    sha256, so a changed part makes a new file) and read from there: one training file a run and ``make plan``
+    count and hash like any other."""
+    bodies = [Path(part).read_bytes() for part in parts]
+    key = hashlib.sha256("".join(hashlib.sha256(body).hexdigest() for body in bodies).encode()).hexdigest()[:16]
+    target = (Path(cache_dir).expanduser() if cache_dir else cache_base()) / "unions" / f"{name}-{key}.json"
+    if target.exists():
+        return target
+    rows = [row for body in bodies for row in json.loads(body)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+    partial.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    partial.replace(target)  # atomic: a concurrent run writes the same bytes
+    return target
 
 
 def git_blob_sha1(body: bytes) -> str:
@@ -67,7 +135,7 @@ def cache_root(base_url: str, cache_dir: str | None = None) -> Path:
     """The folder holding this source's files (one per commit or mirror, never the working tree)."""
     if cache_dir:
         return Path(cache_dir).expanduser()
-    root = Path(os.environ.get("PROPULSION_CACHE") or Path.home() / ".cache" / "propulsion") / "llm-adapters"
+    root = cache_base()
     if base_url.rstrip("/") == PINNED_URL:
         return root / COMMIT
     return root / hashlib.sha256(base_url.rstrip("/").encode()).hexdigest()[:16]

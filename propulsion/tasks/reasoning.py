@@ -9,8 +9,13 @@ generation on several test sets (boolq ... openbookqa; MultiArith ... mawps). Ev
 
 ``task.data_files`` (split name -> path or URL) overrides single files; with neither, the files are read
 from ``options.base_url`` (the repository's raw files; ``scripts/fetch_llm_adapters.py`` downloads them
-into the layout above). ``task.train_split`` names the training set, ``task.eval_splits`` every test set
-(alias -> dataset name) and ``options.test_sets`` the ones a run evaluates (null: all).
+into the layout above). ``options.pinned=true`` makes ``task.data_dir`` a local mirror of the pinned commit: every
+file is read in place and refused unless its git blob is the commit's (:mod:`propulsion.tasks.llm_adapters_files`).
+``options.train_sets`` trains on the union of some tasks' own train splits (``dataset/<name>/train.json``) instead
+of ``task.train_split``'s file; ``options.test_subset_seed`` makes ``task.max_eval_samples`` a seeded subset of each
+test set (the same rows for every run) instead of its first rows. ``task.train_split`` names the training set,
+``task.eval_splits`` every test set (alias -> dataset name) and ``options.test_sets`` the ones a run evaluates
+(null: all).
 
 Training rows are LLM-Adapters' training template with the output, then EOS, cut at ``task.max_length`` (the
 reference cutoff, 256) and padded on the right; the loss covers prompt and output (their default
@@ -48,7 +53,8 @@ EVALUATE_DURING = ("loss",)
 PREDICTIONS = "predictions.jsonl"
 # Columns of evaluation rows that are not model inputs: read by evaluate, dropped by the collator.
 EVAL_COLUMNS = ("dataset", "instruction", "gold")
-OPTION_KEYS = ("test_sets", "train_on_inputs", "val_set_size", "aqua_strict", "generation", "base_url", "cache_dir")
+OPTION_KEYS = ("test_sets", "train_on_inputs", "val_set_size", "aqua_strict", "generation", "base_url", "cache_dir",
+               "pinned", "train_sets", "test_subset_seed")
 
 # The prompt templates of LLM-Adapters (AGI-Edgerunners/LLM-Adapters @816657208a), byte for byte, whitespace
 # included: the training one (finetune.py L323-343: 16-space indents, a blank line of 16 spaces, two spaces after
@@ -83,7 +89,8 @@ def _options(task: TaskSpec) -> dict[str, Any]:
         raise UserError(f"unknown task.options {unknown} for reasoning; valid: {', '.join(OPTION_KEYS)}")
     # train_on_inputs True and 120 held-out rows: LLM-Adapters' finetune.py default (L62) and README commands.
     defaults = {"test_sets": None, "train_on_inputs": True, "val_set_size": 120, "aqua_strict": False,
-                "generation": {}, "base_url": llm_adapters_files.PINNED_URL, "cache_dir": None}
+                "generation": {}, "base_url": llm_adapters_files.PINNED_URL, "cache_dir": None, "pinned": False,
+                "train_sets": None, "test_subset_seed": None}
     return defaults | {k: v for k, v in task.options.items() if v is not None or k == "test_sets"}
 
 
@@ -131,14 +138,45 @@ def cut_response(continuation: str) -> str:
 
 
 def _location(task: TaskSpec, split: str, train: bool) -> str:
-    """Where a split's file is read from: task.data_files, task.data_dir (LLM-Adapters' layout), or the cache of
+    """Where a split's file is read from: the union of options.train_sets (the training split), task.data_files,
+    task.data_dir (LLM-Adapters' layout; with options.pinned a mirror whose blobs are checked), or the cache of
     options.base_url's files (the pinned commit by default), downloading and checking the file the first time."""
+    options = _options(task)
+    if train and split == task.train_split and options["train_sets"]:
+        parts = _train_set_parts(task)
+        return str(llm_adapters_files.union(split, list(parts.values()), options["cache_dir"]))
     if task.data_files and split in task.data_files:
         return str(task.data_files[split])
     if task.data_dir:
-        return str(Path(task.data_dir) / llm_adapters_files.relative_path(split, train))
-    options = _options(task)
+        return _in_data_dir(task, llm_adapters_files.relative_path(split, train))
     return str(llm_adapters_files.cached(split, options["base_url"], options["cache_dir"], train=train))
+
+
+def _in_data_dir(task: TaskSpec, relative: str) -> str:
+    if _options(task)["pinned"]:
+        return str(llm_adapters_files.mirrored(relative, task.data_dir))
+    return str(Path(task.data_dir) / relative)
+
+
+def _train_set_parts(task: TaskSpec) -> dict[str, str]:
+    """``<name>/train`` -> path of each train split options.train_sets unites, read from task.data_dir."""
+    names = _options(task)["train_sets"]
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names or not all(
+            isinstance(name, str) and name for name in names):
+        raise UserError(f"task.options.train_sets must be a non-empty list of dataset names (e.g. [boolq, ARC-Easy]),"
+                        f" got {names!r}")
+    if not task.data_dir:
+        raise UserError(f"task.options.train_sets={list(names)} reads dataset/<name>/train.json from task.data_dir; "
+                        f"set task.data_dir to a folder laid out like LLM-Adapters")
+    return {f"{name}/train": _in_data_dir(task, f"dataset/{name}/train.json") for name in names}
+
+
+def split_files(task: TaskSpec, wanted: list[str]) -> dict[str, str]:
+    """split -> the file this family reads it from (LLM-Adapters' tree, not <data_dir>/<split>.json), for the
+    ``wanted`` splits a run reads (the training split, the test sets options.test_sets selects): what
+    ``tasks.data.task_files`` answers for this family, so ``make plan`` counts the rows a run reads."""
+    read = {task.train_split, *selected_test_sets(task).values()}
+    return {split: _location(task, split, train=split == task.train_split) for split in wanted if split in read}
 
 
 def file_provenance(task: TaskSpec) -> dict[str, dict[str, Any]] | None:
@@ -147,6 +185,8 @@ def file_provenance(task: TaskSpec) -> dict[str, dict[str, Any]] | None:
     if task.source == "sample":
         return None
     locations = {task.train_split: _location(task, task.train_split, train=True)}
+    if _options(task)["train_sets"]:  # the parts the union was made of, each hashed too
+        locations |= _train_set_parts(task)
     locations |= {name: _location(task, name, train=False) for name in selected_test_sets(task).values()}
     return task_data.describe_files(locations)
 
@@ -237,6 +277,12 @@ def validate(task: TaskSpec, read_data: bool = True) -> None:
     size = options["val_set_size"]
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise UserError(f"task.options.val_set_size must be an integer >= 0 (0: no hold-out), got {size!r}")
+    subset_seed = options["test_subset_seed"]
+    if subset_seed is not None and (isinstance(subset_seed, bool) or not isinstance(subset_seed, int)):
+        raise UserError(f"task.options.test_subset_seed must be an integer or null (null: the first rows), "
+                        f"got {subset_seed!r}")
+    if options["train_sets"] is not None:
+        _train_set_parts(task)
     if not read_data:
         return
     if task.source == "sample":
@@ -292,8 +338,19 @@ def apply_protocol(task: TaskSpec, raw: datasets.DatasetDict, protocol: str, see
         held = train.train_test_split(test_size=size, shuffle=True, seed=VAL_SPLIT_SEED)
         train, dev = held["train"], {"validation": held["test"]}
         notes["selection"] = f"lowest loss on {size} held-out training rows (split seed {VAL_SPLIT_SEED})"
+    subset_seed = options["test_subset_seed"]
+    if task.max_eval_samples and subset_seed is not None:  # the same rows for every run, method and seed
+        test = {alias: _seeded_subset(rows, task.max_eval_samples, subset_seed) for alias, rows in test.items()}
+        notes["test_subset"] = f"{task.max_eval_samples} rows a test set, sampled with seed {subset_seed}, file order"
     splits = task_data.Splits(train=train, dev=dev, test=test, notes=notes)
     return task_data._cap(splits, task, seed)
+
+
+def _seeded_subset(rows: datasets.Dataset, size: int, seed: int) -> datasets.Dataset:
+    """``size`` rows drawn without replacement by ``random.Random(seed)``, kept in file order."""
+    if size >= len(rows):
+        return rows
+    return rows.select(sorted(random.Random(seed).sample(range(len(rows)), size)))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -342,9 +342,12 @@ def _steps_per_epoch(batches_per_epoch: int, spec: TrainerSpec) -> int:
 
 
 def total_steps(n_train: int, spec: TrainerSpec, num_processes: int = 1) -> int:
-    """Optimizer steps of the whole run: max_steps, else epochs × steps per epoch (AdaLoRA needs it up front)."""
+    """Optimizer steps of the whole run: max_steps (0: none, the untrained model is evaluated), else epochs × steps
+    per epoch (AdaLoRA needs it up front)."""
+    if spec.max_steps is not None:
+        return spec.max_steps
     batches_per_epoch = math.ceil(n_train / (spec.batch_size * num_processes))
-    return spec.max_steps or max(1, math.ceil(spec.epochs * _steps_per_epoch(batches_per_epoch, spec)))
+    return max(1, math.ceil(spec.epochs * _steps_per_epoch(batches_per_epoch, spec)))
 
 
 def evaluate_sets(model, sets: dict[str, Any], collate, evaluate, spec: TrainerSpec, accelerator) -> dict[str, float]:

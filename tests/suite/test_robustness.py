@@ -156,7 +156,7 @@ def test_adalora_resumes_as_if_never_interrupted(tmp_path, data, checkpoint_ever
         ("trainer.scheduler=cosin", "unknown trainer.scheduler 'cosin'; valid choices: linear, cosine,"),
         ("trainer.lr=-1", "trainer.lr must be > 0, got -1"),
         ("trainer.batch_size=0", "trainer.batch_size must be >= 1, got 0"),
-        ("trainer.max_steps=-5", "trainer.max_steps must be >= 1, got -5"),
+        ("trainer.max_steps=-5", "trainer.max_steps must be >= 0, got -5"),
         ("trainer.epochs=0", "trainer.epochs must be > 0, got 0"),
         ("trainer.lr=abc", "trainer.lr must be a number, got 'abc'"),
         ("task.evaluation.during=generate",
