@@ -13,12 +13,12 @@ prices each with its *default* constants (no calibration file), so the document 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from propulsion import records
 from propulsion.studies import cost
 from propulsion.studies import plan as plan_module
 
@@ -130,8 +130,9 @@ def record_rows(device: cost.Device | None = None) -> list[Row]:
         raise SystemExit(f"small_scale: {broken}")
     planned = {(j.task, j.method, j.seed): j for j in jobs}
     rows = []
-    for path in sorted(RECORDS.glob("*/record.json")):
-        record = json.loads(path.read_text())
+    loaded, _ = records.load_records(RECORDS)  # the one record loader (completed runs, path order)
+    for record in loaded:
+        path = Path(record["_path"])
         job = planned[(record["task"], record["method"], record["seed"])]
         if job.steps != record["train"]["steps"] or job.evaluation_passes != len(record["evaluations"]):
             raise SystemExit(f"{path}: the plan's steps/passes differ from the record's")
