@@ -89,7 +89,17 @@ OTHER_HEAD = {**SPECS,
               "lora_frozen_head": MethodSpec(name="lora", kind="peft", peft_type="LORA", targets=["query", "value"],
                                              head="frozen", peft_config={"r": 4, "lora_alpha": 8}),
               "adapter_s_frozen_head": MethodSpec(name="adapter_s", kind="baseline",
-                                                  baseline={"bottleneck": 8, "head": "frozen"})}
+                                                  baseline={"bottleneck": 8, "head": "frozen"}),
+              # each of our other adapter baselines, small, head frozen (the harder case: the head is not saved as
+              # a trained tensor)
+              "parallel": MethodSpec(name="parallel", kind="baseline",
+                                     baseline={"placement": "ffn", "bottleneck": 8, "head": "frozen"}),
+              "propetl_adapter": MethodSpec(name="propetl_adapter", kind="baseline",
+                                            baseline={"reduction_factor": 4, "head": "frozen"}),
+              "propetl_lora": MethodSpec(name="propetl_lora", kind="baseline",
+                                         baseline={"rank": 4, "alpha": 8, "head": "frozen"}),
+              "propetl_prefix": MethodSpec(name="propetl_prefix", kind="baseline",
+                                           baseline={"prefix_length": 4, "prefix_hidden": 16, "head": "frozen"})}
 
 
 def base_with_another_head():
