@@ -132,4 +132,6 @@ def new_frozen_count(model) -> int:
 def _new_frozen(model) -> dict:
     from propulsion.method.model import new_frozen_tensors
 
-    return {name: tensor.detach().cpu().contiguous() for name, tensor in new_frozen_tensors(_inner(model)).items()}
+    # PEFT's modules_to_save keeps the head's original frozen and unused beside the trained copy it saves itself
+    return {name: tensor.detach().cpu().contiguous() for name, tensor in new_frozen_tensors(_inner(model)).items()
+            if ".original_module." not in f".{name}"}

@@ -138,4 +138,6 @@ def test_the_frozen_head_saved_with_an_adapter_is_counted_apart_from_the_trainab
     assert adapt.NEW_FROZEN in files
     full_head = adapt.apply_method(base(), SPECS["bitfit"], KIND)  # head trained: nothing frozen to carry
     assert adapt.new_frozen_count(full_head.model) == 0
+    for name in ("lora", "mam", "adapter_s"):  # PEFT's trained head copy is saved by PEFT; the frozen original unused
+        assert adapt.new_frozen_count(adapt.apply_method(base(), SPECS[name], KIND, total_steps=100).model) == 0
     assert adapt.NEW_FROZEN not in adapt.save_trained(full_head.model, tmp_path / "full-head")
