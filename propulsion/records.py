@@ -36,6 +36,8 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "record.json"
+# Beside a record: the final evaluation's per-example predictions (every task family writes this one name)
+PREDICTIONS_NAME = "predictions.jsonl"
 STATUSES = ("completed", "failed", "running")
 
 # Packages whose versions move results; recorded in every run.

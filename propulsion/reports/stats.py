@@ -40,7 +40,6 @@ from propulsion.specs import UserError
 VERDICTS = ("equivalent", "better", "worse", "inconclusive")
 COLUMNS = ("task", "metric", "method", "baseline", "seeds", "mean_diff", "ci_low", "ci_high", "verdict")
 EXTRA_COLUMNS = ("seeds_dropped", "margin", "boot_low", "boot_high", "p_tost", "p_holm", "note")
-PREDICTIONS_FILE = "predictions.jsonl"  # propulsion/tasks/glue.py's PREDICTIONS (not imported: it needs torch)
 VALUE_DIGITS = 2  # differences and intervals, in the tables' ×100 units: as the tables print
 P_DIGITS = 4
 
@@ -310,7 +309,7 @@ def load_predictions(record: dict[str, Any], set_key: str | None = None) -> Pred
     """A run's ``predictions.jsonl`` beside its record (the folder of ``record["_path"]``, as
     ``records.load_records`` sets it). ``set_key``: which evaluated set (its fingerprint); None takes the file's
     only set. Classification predictions are class ids, regression ones floats (tasks/glue.py writes them)."""
-    path = Path(record["_path"]).parent / PREDICTIONS_FILE
+    path = Path(record["_path"]).parent / records.PREDICTIONS_NAME
     if not path.exists():
         raise FileNotFoundError(f"{path}: no per-example predictions beside the record")
     by_set: dict[str, list[dict[str, Any]]] = {}

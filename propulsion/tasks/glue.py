@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding
 
+from propulsion import records
 from propulsion.specs import TaskSpec, UserError
 from propulsion.tasks import data, metrics, samples
 
@@ -94,7 +95,7 @@ def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_d
     return metrics.score_predictions(task.metrics, predicted, gold)
 
 
-PREDICTIONS = "predictions.jsonl"
+PREDICTIONS = records.PREDICTIONS_NAME
 
 
 def _write_predictions(path: Path, key: str, predicted: np.ndarray, gold: np.ndarray, regression: bool) -> None:

@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding
 
+from propulsion import records
 from propulsion.specs import TaskSpec, UserError
 from propulsion.tasks import data, metrics
 
@@ -323,7 +324,7 @@ def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_d
     predictions = postprocess(features, start_logits, end_logits, options)
     references = {f["example_id"]: f["gold_answers"] for f in features}
     if output_dir is not None:
-        _write_predictions(Path(output_dir) / "predictions.jsonl", predictions, references)
+        _write_predictions(Path(output_dir) / records.PREDICTIONS_NAME, predictions, references)
     return score(predictions, references, options)
 
 

@@ -40,6 +40,7 @@ import datasets
 import torch
 from tqdm.auto import tqdm
 
+from propulsion import records
 from propulsion.specs import TaskSpec, UserError
 from propulsion.tasks import data as task_data
 from propulsion.tasks import llm_adapters_files, metrics
@@ -50,7 +51,7 @@ GENERATES = True  # evaluation generates: its rows are batched by length (task.e
 # LLM-Adapters select on the held-out rows' loss (their load_best_model_at_end with no metric) and generate on the
 # test sets once, at the end: the held-out rows are never generated on.
 EVALUATE_DURING = ("loss",)
-PREDICTIONS = "predictions.jsonl"
+PREDICTIONS = records.PREDICTIONS_NAME
 # Columns of evaluation rows that are not model inputs: read by evaluate, dropped by the collator.
 EVAL_COLUMNS = ("dataset", "instruction", "gold")
 OPTION_KEYS = ("test_sets", "train_on_inputs", "val_set_size", "aqua_strict", "generation", "base_url", "cache_dir",

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorForSeq2Seq
 
+from propulsion import records
 from propulsion.specs import TaskSpec, UserError
 from propulsion.tasks import data, metrics
 
@@ -170,7 +171,7 @@ def evaluate(model, dataloader, task: TaskSpec, tokenizer, accelerator, output_d
         raise RuntimeError(f"{len(predictions)} generations for {len(rows)} rows: order lost in gathering")
     references = [row["reference"] for row in rows]
     if output_dir is not None:
-        with open(Path(output_dir) / "predictions.jsonl", "w") as handle:
+        with open(Path(output_dir) / records.PREDICTIONS_NAME, "w") as handle:
             for row, prediction in zip(rows, predictions, strict=True):
                 handle.write(json.dumps({"id": row["example_id"], "prediction": prediction,
                                          "reference": row["reference"]}) + "\n")

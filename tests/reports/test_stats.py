@@ -189,7 +189,7 @@ def write_run(folder, seed, lines, metrics=None):
     record = {"schema_version": records.SCHEMA_VERSION, "status": "completed", "task": "mrpc", "method": "lora",
               "seed": seed, "family": "glue", "config": {"seed": seed}, "metrics": metrics or {"accuracy": 0.5}}
     (folder / records.RECORD_NAME).write_text(json.dumps(record))
-    (folder / stats.PREDICTIONS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (folder / records.PREDICTIONS_NAME).write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def test_predictions_load_from_beside_the_record_in_index_order(tmp_path):
@@ -218,10 +218,9 @@ def test_predictions_with_several_sets_need_a_name(tmp_path):
 def test_predictions_file_is_the_one_glue_writes(tmp_path):
     from propulsion.tasks import glue  # torch: only here, to check the two names and formats agree
 
-    assert stats.PREDICTIONS_FILE == glue.PREDICTIONS
     write_run(tmp_path / "a", 0, [])
-    glue._write_predictions(tmp_path / "a" / glue.PREDICTIONS, "fp", np.array([0.5, 2.25]), np.array([1.0, 2.0]),
-                            regression=True)
+    glue._write_predictions(tmp_path / "a" / records.PREDICTIONS_NAME, "fp", np.array([0.5, 2.25]),
+                            np.array([1.0, 2.0]), regression=True)
     loaded = stats.load_predictions(records.load_records(tmp_path)[0][0])
     assert (loaded.set, loaded.predictions.tolist(), loaded.labels.tolist()) == ("fp", [0.5, 2.25], [1.0, 2.0])
 
