@@ -10,7 +10,7 @@ Schema (``schema_version`` 1), top-level keys:
     model, task, family, method, degree (int | None), seed, protocol,
     metrics (the reported numbers), main_metric, best {step, value}, final (metrics at the last step),
     evaluations [{step, epoch, split, metrics}], train_loss [{step, loss}],
-    params {trainable, total, percent}, wall_time_s, peak_memory_bytes, peak_memory_kind,
+    params {trainable, total, percent}, wall_time_s, cpu_time_s, cpu_threads, peak_memory_bytes, peak_memory_kind,
     config (the resolved config), versions, git_commit, git_dirty, started_at, finished_at.
 Metric keys are flat: ``accuracy`` for one evaluation split, ``<split>/<metric>`` when a task
 reports several (MNLI ``matched/accuracy`` and ``mismatched/accuracy``).
@@ -253,9 +253,15 @@ def peak_memory() -> tuple[int, str]:
 
 @contextmanager
 def recording(record: dict[str, Any], path: str | Path, write: bool = True) -> Iterator[dict[str, Any]]:
-    """Run the body, then mark the record completed or failed (with the error), add wall time, peak memory
-    and the finish time, and write it atomically — also when the body raises (the error is re-raised)."""
-    started = time.time()
+    """Run the body, then mark the record completed or failed (with the error), add wall time, CPU time, peak
+    memory and the finish time, and write it atomically — also when the body raises (the error is re-raised).
+
+    ``cpu_time_s`` (this process's user + system time, all threads) beside ``wall_time_s`` and ``cpu_threads``
+    (torch's intra-op threads) tells an idle machine from a shared one: on a shared one the wall time grows and
+    the CPU time does not, so a cost model is checked against runs that had the machine to themselves."""
+    import torch
+
+    started, cpu_started = time.time(), time.process_time()
     try:
         yield record
         record["status"] = "completed"
@@ -266,6 +272,8 @@ def recording(record: dict[str, Any], path: str | Path, write: bool = True) -> I
         raise
     finally:
         record["wall_time_s"] = round(time.time() - started, 3)
+        record["cpu_time_s"] = round(time.process_time() - cpu_started, 3)
+        record["cpu_threads"] = torch.get_num_threads()
         record["peak_memory_bytes"], record["peak_memory_kind"] = peak_memory()
         record["finished_at"] = utc_now()
         if write:
@@ -277,7 +285,7 @@ NO_DEGREE = "-"  # load's degree for methods without one (LoRA, BitFit, ...): a 
 FRAME_COLUMNS = (
     "run_id", "status", "error", "model", "task", "family", "method", "degree", "seed", "protocol",
     "main_metric", "main_value", "params_trainable", "params_total", "params_percent", "wall_time_s",
-    "peak_memory_bytes", "peak_memory_kind", "started_at", "finished_at", "git_commit", "path",
+    "cpu_time_s", "peak_memory_bytes", "peak_memory_kind", "started_at", "finished_at", "git_commit", "path",
 )
 
 

@@ -63,6 +63,8 @@ def test_record_provenance(glue_sweep):
     assert record["versions"]["torch"] and record["versions"]["transformers"]
     assert record["config"]["task"]["name"] == "sst2" and record["seed"] == 0 and record["protocol"] == "paper"
     assert record["wall_time_s"] > 0 and record["peak_memory_bytes"] > 0
+    # CPU time is the process's own (all threads), so at least some was spent and none before the run began
+    assert 0 < record["cpu_time_s"] <= record["wall_time_s"] * record["cpu_threads"] + 1.0
     assert record["evaluations"][-1]["step"] == 3
 
 
