@@ -35,6 +35,8 @@ class Notebook:
     overrides: tuple[str, ...]  # the plan's job as the notebook ran it
     steps: int  # global_step of each train() call, as logged
     runtimes: tuple[float, ...]  # train_runtime of each train() call (s), as logged
+    total_flos: tuple[float, ...]  # total_flos of each train() call, as logged (transformers: 6 x parameters
+    # without embeddings x input tokens, the padding included; the same for every method, so a throughput check)
     note: str = ""
 
 
@@ -42,45 +44,56 @@ class Notebook:
 # tokenising cell (max length 512, SST-2 128; DataCollatorWithPadding: dynamic padding). No notebook sets fp16, bf16
 # or tf32: fp32. trainer=authors (conf/trainer_task/authors_<task>.yaml) holds the Propulsion(All) ones.
 NOTEBOOKS = (
-    Notebook("Propulsion in All/RTE.ipynb", ("task=rte", "method=propulsion"), 2340, (633.4663,)),
-    Notebook("Propulsion in All/cola.ipynb", ("task=cola", "method=propulsion"), 1876, (135.6977, 124.9172)),
+    Notebook("Propulsion in All/RTE.ipynb", ("task=rte", "method=propulsion"), 2340, (633.4663,),
+             (7005331403157936.0,)),
+    Notebook("Propulsion in All/cola.ipynb", ("task=cola", "method=propulsion"), 1876, (135.6977, 124.9172),
+             (702708970111056.0, 702708970111056.0)),
     Notebook("Propulsion in All/mnli.ipynb", ("task=mnli", "method=propulsion", MATCHED_ONLY), 36816, (12112.5009,),
+             (5.611387454878543e16,),
              "lengths: the assumed log-normal (no MNLI file measured)"),
-    Notebook("Propulsion in All/mrpc.ipynb", ("task=mrpc", "method=propulsion"), 1150, (154.1495,)),
-    Notebook("Propulsion in All/qnli.ipynb", ("task=qnli", "method=propulsion"), 9822, (2656.4955,)),
-    Notebook("Propulsion in All/qqp.ipynb", ("task=qqp", "method=propulsion"), 22742, (3531.2163, 3525.628)),
-    Notebook("Propulsion in All/stsb.ipynb", ("task=stsb", "method=propulsion"), 3600, (321.2296, 310.9509)),
-    Notebook("sst2.ipynb", ("task=sst2", "method=propulsion"), 6315, (341.4073,)),
-    Notebook("RTE.ipynb", ("task=rte", "method=propulsion"), 2340, (467.3435,), "propulsion.PEFT(model)"),
+    Notebook("Propulsion in All/mrpc.ipynb", ("task=mrpc", "method=propulsion"), 1150, (154.1495,),
+             (1515782480132736.0,)),
+    Notebook("Propulsion in All/qnli.ipynb", ("task=qnli", "method=propulsion"), 9822, (2656.4955,),
+             (1.6755928010091624e16,)),
+    Notebook("Propulsion in All/qqp.ipynb", ("task=qqp", "method=propulsion"), 22742, (3531.2163, 3525.628),
+             (2.5514270509986144e16, 2.5514270509986144e16)),
+    Notebook("Propulsion in All/stsb.ipynb", ("task=stsb", "method=propulsion"), 3600, (321.2296, 310.9509),
+             (1876859850634716.0, 1876859850634716.0)),
+    Notebook("sst2.ipynb", ("task=sst2", "method=propulsion"), 6315, (341.4073,), (4251721523289048.0,)),
+    Notebook("RTE.ipynb", ("task=rte", "method=propulsion"), 2340, (467.3435,),
+             (7005331403157936.0,), "propulsion.PEFT(model)"),
     Notebook("cola.ipynb", ("task=cola", "method=propulsion", "trainer.epochs=20", "trainer.restarts=0"), 5360,
-             (192.6197,), "propulsion.PEFT(model); 20 epochs, one train()"),
+             (192.6197,), (2011136897510544.0,), "propulsion.PEFT(model); 20 epochs, one train()"),
     Notebook("stsb.ipynb", ("task=stsb", "method=propulsion", "trainer.epochs=20", "trainer.restarts=0"), 7200,
-             (398.4188,), "propulsion.PEFT(model, bias=True); 20 epochs, one train()"),
+             (398.4188,), (3747132291437424.0,), "propulsion.PEFT(model, bias=True); 20 epochs, one train()"),
     Notebook("Propulsion in Attention/qqp.ipynb", ("task=qqp", "method=propulsion_attn", "trainer.restarts=0"),
-             22742, (3263.1751,)),
+             22742, (3263.1751,), (2.5496899742276784e16,)),
     Notebook("Propulsion in Attention/stsb.ipynb", ("task=stsb", "method=propulsion_attn", "trainer.restarts=0"),
-             3600, (305.3379,), "one train() logged"),
-    Notebook("Full Finetuning/RTE.ipynb", ("task=rte", "method=full_ft"), 2340, (633.4663,),
+             3600, (305.3379,), (1876859850634716.0,), "one train() logged"),
+    Notebook("Full Finetuning/RTE.ipynb", ("task=rte", "method=full_ft"), 2340, (633.4663,), (7005331403157936.0,),
              "log identical to Propulsion in All/RTE.ipynb's"),
-    Notebook("Full Finetuning/cola.ipynb", ("task=cola", "method=full_ft", "trainer.restarts=0"), 1876, (188.9421,)),
+    Notebook("Full Finetuning/cola.ipynb", ("task=cola", "method=full_ft", "trainer.restarts=0"), 1876, (188.9421,),
+             (702003934584360.0,)),
     Notebook("Full Finetuning/mnli.ipynb", ("task=mnli", "method=full_ft", MATCHED_ONLY), 36816, (12915.7359,),
+             (5.605757474133928e16,),
              "lengths: the assumed log-normal"),
-    Notebook("Full Finetuning/mrpc.ipynb", ("task=mrpc", "method=full_ft"), 1150, (154.1495,),
+    Notebook("Full Finetuning/mrpc.ipynb", ("task=mrpc", "method=full_ft"), 1150, (154.1495,), (1515782480132736.0,),
              "log identical to Propulsion in All/mrpc.ipynb's"),
     Notebook("Full Finetuning/qnli.ipynb", ("task=qnli", "method=full_ft", "trainer.eval_batch_size=256"), 9822,
-             (3447.3316,), "eval batch 256"),
-    Notebook("Full Finetuning/qqp.ipynb", ("task=qqp", "method=full_ft", "trainer.restarts=0"), 22742, (4139.5612,)),
+             (3447.3316,), (1.673911660589394e16,), "eval batch 256"),
+    Notebook("Full Finetuning/qqp.ipynb", ("task=qqp", "method=full_ft", "trainer.restarts=0"), 22742, (4139.5612,),
+             (2.548867176582264e16,)),
     Notebook("Lora/cola.ipynb", ("task=cola", "method=lora", "trainer.batch_size=8", "trainer.eval_batch_size=8",
                                  "trainer.epochs=10", "trainer.eval_every=500", "trainer.restarts=0"), 10690,
-             (245.3978,), "batch 8, 10 epochs, evaluated every 500 steps"),
-    Notebook("Lora/mrpc_lora.ipynb", ("task=mrpc", "method=lora"), 1150, (236.8517,)),
+             (245.3978,), (797455522012296.0,), "batch 8, 10 epochs, evaluated every 500 steps"),
+    Notebook("Lora/mrpc_lora.ipynb", ("task=mrpc", "method=lora"), 1150, (236.8517,), (1526101925850432.0,)),
     Notebook("Lora/qnli.ipynb", ("task=qnli", "method=lora", "trainer.batch_size=8", "trainer.eval_batch_size=8",
                                  "trainer.epochs=1", "trainer.eval_every=500"), 13093, (4061.9084,),
-             "batch 8, 1 epoch, evaluated every 500 steps; logged 25.8 samples/s, where Lora/cola.ipynb at batch 8 "
-             "logged 348"),
-    Notebook("Lora/sst2.ipynb", ("task=sst2", "method=lora", "trainer.epochs=2"), 4210, (523.6947,), "2 epochs"),
+             (4360603070689740.0,), "batch 8, 1 epoch, evaluated every 500 steps"),
+    Notebook("Lora/sst2.ipynb", ("task=sst2", "method=lora", "trainer.epochs=2"), 4210, (523.6947,),
+             (2854210611956844.0,), "2 epochs"),
     Notebook("Lora/stsb.ipynb", ("task=stsb", "method=lora", "trainer.batch_size=32", "trainer.eval_batch_size=32",
-                                 "trainer.restarts=0"), 1800, (285.085,), "batch 32"),
+                                 "trainer.restarts=0"), 1800, (285.085,), (2123636283570294.0,), "batch 32"),
 )
 
 
@@ -93,6 +106,8 @@ class Row:
     work: dict | None = None
     precision: str = "fp32"
     setup: bool = True  # whether the measurement includes the run's setup (records do; train_runtime does not)
+    logged_flops: float | None = None  # the run's own FLOP count as it logged it (notebooks: total_flos)
+    evaluations: int = 0  # evaluation passes in the measured time
 
     @property
     def ratio(self) -> float:
@@ -116,7 +131,8 @@ def notebook_rows(device: cost.Device | None = None) -> list[Row]:
                              f"{notebook.steps} x {len(notebook.runtimes)}")
         seconds = cost.price(job.work, device, job.precision)
         rows.append(Row(notebook.path, sum(seconds.values()) - seconds["setup"], sum(notebook.runtimes),
-                        notebook.note, job.work, job.precision, setup=False))
+                        notebook.note, job.work, job.precision, setup=False, logged_flops=sum(notebook.total_flos),
+                        evaluations=job.evaluation_passes))
     return rows
 
 
@@ -142,12 +158,31 @@ def record_rows(device: cost.Device | None = None) -> list[Row]:
 
 
 def _table(rows: list[Row]) -> list[str]:
-    lines = ["| run | predicted (s) | measured (s) | ratio | note |", "|---|---|---|---|---|"]
+    logged = any(row.logged_flops for row in rows)
+    lines = ["| run | predicted (s) | measured (s) | ratio |" + (" logged TFLOP/s |" if logged else "") + " note |",
+             "|---|---|---|---|" + ("---|" if logged else "") + "---|"]
     for row in rows:
         flag = "" if 0.5 <= row.ratio <= 2 else " **outside 2×**"
-        lines.append(f"| {row.label} | {row.predicted:,.0f} | {row.measured:,.0f} | {row.ratio:.2f}{flag} | "
-                     f"{row.note} |")
+        throughput = f" {logged_throughput(row):.2f} |" if logged else ""
+        lines.append(f"| {row.label} | {row.predicted:,.0f} | {row.measured:,.0f} | {row.ratio:.2f}{flag} |"
+                     f"{throughput} {row.note} |")
     return lines
+
+
+def logged_throughput(row: Row) -> float:
+    """TFLOP/s by the run's own count: its logged FLOPs over its measured time (method-blind: transformers counts
+    6 x non-embedding parameters x tokens whatever trains, so equal settings should give equal throughput)."""
+    return (row.logged_flops or 0.0) / row.measured / 1e12
+
+
+def throughput_outliers(rows: list[Row], factor: float = 2.0) -> list[tuple[Row, float]]:
+    """Rows whose logged throughput is below the median's 1/factor, with the median: runs that went slower than
+    their own FLOP count allows for the same code on the same GPU, which no setting of the run explains."""
+    speeds = sorted(logged_throughput(row) for row in rows if row.logged_flops)
+    if not speeds:
+        return []
+    median = speeds[len(speeds) // 2]
+    return [(row, median) for row in rows if row.logged_flops and logged_throughput(row) < median / factor]
 
 
 def _summary(rows: list[Row]) -> str:
@@ -186,6 +221,7 @@ def render() -> str:
         "",
         _summary(notebooks),
         "",
+        *_throughput_reading(notebooks),
         "## The 72 small-scale records (CPU, 2 cores)",
         "",
         "`make plan NAME=small_scale ARGS=\"--device cpu --cores 2\"` against each committed "
@@ -206,6 +242,45 @@ def render() -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _throughput_reading(rows: list[Row]) -> list[str]:
+    """What the logged throughput column says about its slow rows: each beside the same task's other notebooks,
+    per step, by their own logged counts."""
+    lines = []
+    for row, median in throughput_outliers(rows):
+        peers = [r for r in rows if r is not row and r.logged_flops and _task(r) == _task(row)]
+        compared = "; ".join(f"{r.label} {_per_step(r)}" for r in peers)
+        steps = (row.work or {}).get("steps", 0) or 1
+        lighter_yet_slower = peers and all(
+            row.logged_flops / steps < r.logged_flops / ((r.work or {}).get("steps", 0) or 1)
+            and row.evaluations <= r.evaluations for r in peers
+        ) and any(row.measured / steps > r.measured / ((r.work or {}).get("steps", 0) or 1) for r in peers)
+        why = ("Its steps carry fewer FLOPs and it evaluates less often than its task's other notebooks, yet a step "
+               "takes longer: no setting the plan models (batch, padding, evaluation schedule) explains that"
+               if lighter_yet_slower else "Its settings are in the plan; what slowed it is not in its log")
+        lines += [
+            f"{row.label} ran at {logged_throughput(row):.2f} TFLOP/s by its own logged count (`total_flos` / "
+            f"`train_runtime`), {median / logged_throughput(row):.1f}× below the median notebook ({median:.2f}). "
+            f"By step, from the logs: {row.label} {_per_step(row)}" + (f"; {compared}" if compared else "") + ". "
+            f"{why}; the plan leaves it outside 2× as measured.",
+            "",
+        ]
+    return lines
+
+
+def _task(row: Row) -> str:
+    return next((o.split("=", 1)[1] for o in _overrides(row) if o.startswith("task=")), "")
+
+
+def _overrides(row: Row) -> tuple[str, ...]:
+    return next((n.overrides for n in NOTEBOOKS if n.path == row.label), ())
+
+
+def _per_step(row: Row) -> str:
+    steps = (row.work or {}).get("steps", 0) or 1
+    return (f"{row.logged_flops / steps / 1e12:.2f} TFLOP in {row.measured / steps * 1e3:.0f} ms a step, "
+            f"{row.evaluations} evaluations of the dev set")
 
 
 def _constants(device: cost.Device) -> str:
