@@ -87,7 +87,7 @@ def count_parameters_on_meta(model_config, spec: MethodSpec, model_kind: str) ->
     model = meta_model(model_config, model_kind)
     with torch.device("meta"):
         prepared = entry.apply(model, spec, model_kind, 1000)  # 1000: any AdaLoRA schedule; counts do not move
-    return entry.count(prepared.model)
+    return {**entry.count(prepared.model), "head": count_head(prepared.model)}
 
 
 def save_trained(model, directory: Path, metrics: dict | None = None, base_model_revision: str | None = None,
