@@ -64,7 +64,7 @@ def learning_curves(panels: dict[str, dict[str, list[dict[str, Any]]]], path: Pa
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=False, loc="lower right")  # curves rise: the lower right is free late on
     axes[0][0].set_ylabel(ylabel)
     fig.tight_layout()
     save(fig, path)
