@@ -30,11 +30,34 @@ def blocks(language: str) -> list[str]:
 
 @pytest.fixture
 def head_only():
+    """The example registers the suite's own head_only entry (propulsion/adapt/head_only_kind.py) as written in the
+    doc: the shipped entry steps aside while it runs and is put back after."""
     code = "\n".join(blocks("python"))
     assert code, "the section has no python example"
-    exec(compile(code, str(DOC), "exec"), {})
-    yield yaml.safe_load(blocks("yaml")[0])
+    shipped = adapt.method_entry("head_only")
     adapt.unregister_method("head_only")
+    try:
+        exec(compile(code, str(DOC), "exec"), {})
+        yield yaml.safe_load(blocks("yaml")[0])
+    finally:
+        if "head_only" in adapt.registered_kinds():
+            adapt.unregister_method("head_only")
+        adapt.register_method(shipped)
+
+
+def test_the_example_is_the_shipped_entry(head_only):
+    # the doc's entry and the shipped one train the same tensors of a model
+    from propulsion.adapt.head_only_kind import HEAD_ONLY
+
+    spec = MethodSpec(**head_only)
+
+    def trained(apply):
+        model = build_tiny_model("roberta", AutoModelForSequenceClassification, num_labels=LABELS)
+        return sorted(n for n, p in apply(model, spec, "sequence-classification").model.named_parameters()
+                      if p.requires_grad)
+
+    assert trained(adapt.method_entry("head_only").apply) == trained(HEAD_ONLY.apply)
+    assert head_only == yaml.safe_load((DOC.parents[1] / "conf" / "method" / "head_only.yaml").read_text())
 
 
 def test_the_example_registers_a_method_that_trains_the_head_only(head_only, tmp_path):

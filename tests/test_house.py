@@ -32,7 +32,7 @@ def _names_a_kind(node: ast.AST) -> bool:
 
 # The method kinds the registry knows (tests/adapt/test_registry.py checks this is all of them): a `kind` compared
 # with one of these is a method-kind branch; `device.kind == "gpu"` is not.
-METHOD_KINDS = {"propulsion", "peft", "bitfit", "full", "baseline"}
+METHOD_KINDS = {"propulsion", "peft", "bitfit", "full", "head_only", "baseline"}
 
 
 def _strings(node: ast.AST) -> bool:

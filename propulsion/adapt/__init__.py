@@ -1,8 +1,8 @@
 """Turn a method spec into a trainable model: Propulsion, the PEFT tuners, BitFit, full fine-tuning, our baselines.
 
 One registry keyed by ``method.kind`` (registry.py); each kind registers its entry once, in its own module
-(propulsion_kind, peft_kind, bitfit_full_kind, baseline_kind), and the functions below only ask the entry. So
-every record's counts, checks and saved files come from the same code for every method, and a new kind is one
+(propulsion_kind, peft_kind, bitfit_full_kind, head_only_kind, baseline_kind), and the functions below only ask the
+entry. So every record's counts, checks and saved files come from the same code for every method, and a new kind is one
 module that calls :func:`register_method` (docs/contributing.md, "Add a method"). Importing this package loads
 no torch: the entries import it when they run.
 """
@@ -12,7 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from propulsion.adapt import baseline_kind, bitfit_full_kind, peft_kind, propulsion_kind  # noqa: F401  (register)
+from propulsion.adapt import (  # noqa: F401  (register)
+    baseline_kind,
+    bitfit_full_kind,
+    head_only_kind,
+    peft_kind,
+    propulsion_kind,
+)
 from propulsion.adapt.propulsion_kind import propulsion_config
 from propulsion.adapt.registry import (
     MethodEntry,
@@ -27,7 +33,7 @@ from propulsion.adapt.registry import (
 from propulsion.specs import MethodSpec, UserError
 
 __all__ = ["MethodEntry", "Prepared", "apply_method", "check_targets", "count", "count_parameters_on_meta",
-           "count_trainable", "load_trained", "method_entry", "propulsion_config", "register_method",
+           "count_head", "count_trainable", "load_trained", "method_entry", "propulsion_config", "register_method",
            "new_frozen_count", "registered_kinds", "save_trained", "unregister_method", "validate"]
 
 
@@ -52,8 +58,23 @@ def check_targets(model_config, spec: MethodSpec, model_kind: str) -> None:
 
 
 def count(model) -> dict[str, Any]:
-    """Trainable and total parameters of a prepared model (the entry that made it counts)."""
-    return entry_that_made(model).count(model)
+    """Trainable and total parameters of a prepared model (the entry that made it counts), and ``head``: how many
+    of the trainable ones lie in the task head (:func:`count_head`)."""
+    return {**entry_that_made(model).count(model), "head": count_head(model)}
+
+
+def count_head(model) -> int:
+    """Trainable parameters inside the task head's modules (``head_module_names``: BERT's pooler and classifier),
+    whatever trains them (the head's own weights, or z on its layers); ``trainable - head`` lies outside the head.
+    Tables split a method's count this way (issue 25: the head is most of LoRA's and BitFit's count)."""
+    from propulsion.method import head_module_names
+
+    inner = _inner(model)
+    heads = tuple(f"{name}." for name in head_module_names(inner))
+    if not heads:
+        return 0
+    return sum(parameter.numel() for name, parameter in inner.named_parameters()
+               if parameter.requires_grad and name.startswith(heads))
 
 
 def count_parameters_on_meta(model_config, spec: MethodSpec, model_kind: str) -> dict[str, Any]:
@@ -66,7 +87,7 @@ def count_parameters_on_meta(model_config, spec: MethodSpec, model_kind: str) ->
     model = meta_model(model_config, model_kind)
     with torch.device("meta"):
         prepared = entry.apply(model, spec, model_kind, 1000)  # 1000: any AdaLoRA schedule; counts do not move
-    return entry.count(prepared.model)
+    return {**entry.count(prepared.model), "head": count_head(prepared.model)}
 
 
 def save_trained(model, directory: Path, metrics: dict | None = None, base_model_revision: str | None = None,

@@ -1,10 +1,10 @@
 """``make tables``: every declaration rendered from run records (``python -m propulsion.reports``).
 
 The paper's tables (``engine``) and figures (``figures``) from the records under --runs, then every study
-(``study``) from its own folders. A row no record fills still gets our #TPs, counted on the meta device from the
-suite's configs: composing a config is compose.py's job (only it and run.py know Hydra), so this entrypoint hands
-its counter to the engine instead of the engine importing it. ``--only NAME`` renders one part;
-``--lr-overrides`` prints a study's lr choice for its sweep (``make small-scale``).
+(``study``, and a study's pilot, ``pilot``) from its own folders. A row no record fills still gets our #TPs,
+counted on the meta device from the suite's configs: composing a config is compose.py's job (only it and run.py
+know Hydra), so this entrypoint hands its counter to the engine instead of the engine importing it. ``--only NAME``
+renders one part; ``--lr-overrides`` prints a study's lr choice for its sweep (``make small-scale``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from propulsion import records
-from propulsion.reports import engine, figures, study
+from propulsion.reports import engine, figures, pilot, study
 from propulsion.reports.declarations import STUDIES, TABLES
 from propulsion.reports.selection import PAPER_DIR
 
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None, count: engine.Counter | None = None) -> 
                                 args.out if single else None, args.readme)
             if code:
                 return code
+            if declared.pilot is not None and not (single and (args.runs or args.out)):  # its own folders only
+                pilot.render(declared.pilot)
     return 0
 
 

@@ -239,9 +239,23 @@ FIGURES: tuple[FigureDeclaration, ...] = (
 
 
 @dataclass(frozen=True)
+class PilotDeclaration:
+    """A study's pilot (``pilot.render``): one Propulsion method over a grid of degree × k·lr cells, each run once
+    per task (and some cells with BERT's pooler re-drawn at random); a table of the held-out score at the selected
+    checkpoint, the select-half best and its step, the learning curves and the "degree as lr multiplier" figure."""
+    title: str
+    sweep: str  # experiments/<sweep>.yaml: its vars.cells and swept tasks are the expected grid
+    runs: str
+    out: str  # table.md, learning_curves.png, degree_as_lr.png
+    random_pooler_cells: tuple[str, ...]  # cells also run with the pooler re-drawn (the sweep's second command)
+    command: str
+
+
+@dataclass(frozen=True)
 class StudyDeclaration:
     """A study of our own (no paper numbers beside it): a table of mean ± std over seeds per (task, method), its
-    figure, its learning-rate search and the README block it writes (``study.render``)."""
+    figure, its learning-rate search and the README block it writes (``study.render``). The fields after
+    ``readme_end`` turn on what a paired study adds (issue 25); their defaults leave a study as the small-scale one."""
     name: str
     title: str
     columns: tuple[tuple[str, str, str], ...]  # (header, task, metric key); a task's first one is its Avg. metric
@@ -254,9 +268,16 @@ class StudyDeclaration:
     out: str  # table.md, lr_search.md and the figure go here
     figure: str  # <out>/<figure>.png: score against trainable parameters
     command: str  # how the table is regenerated, printed under its title
-    readme_start: str  # README.md's markers around the study's block
-    readme_end: str
+    readme_start: str | None  # README.md's markers around the study's block (None: the study writes none)
+    readme_end: str | None
     protocol: Protocol = Protocol(paper_first=False)  # groups rank by most seeds, then newest
+    # The sweep YAML's vars.report (baseline, expected seeds per method, equivalence margins) drives verdict columns,
+    # stats.csv (reports/stats.py) and the list of missing runs; the figure is then score vs #TPs outside the head.
+    paired: bool = False
+    split_head: bool = False  # #TPs shown as outside the head / in the head (record params.head)
+    curves: str | None = None  # <out>/<curves>.png: dev-half metric against step, one line per method, per task
+    flag_edges: bool = False  # the lr search's table marks a choice at the edge of its method's range
+    pilot: PilotDeclaration | None = None  # rendered with the study
 
 
 SMALL_SCALE = StudyDeclaration(
@@ -279,5 +300,35 @@ SMALL_SCALE = StudyDeclaration(
     readme_start="<!-- small-scale table: written by `make tables` (python -m propulsion.reports --readme) -->",
     readme_end="<!-- end of the small-scale table -->",
 )
-STUDIES: tuple[StudyDeclaration, ...] = (SMALL_SCALE,)
+GLUE_MINILM = StudyDeclaration(
+    name="glue_minilm",
+    title="GLUE study: all-MiniLM-L6-v2 on MRPC and STS-B (CPU, issue 25)",
+    columns=(("MRPC acc", "mrpc", "accuracy"), ("MRPC F1", "mrpc", "f1"), ("STS-B P", "stsb", "pearson"),
+             ("STS-B S", "stsb", "spearmanr")),
+    average={},  # no average over tasks
+    methods={"lora": "LoRA r=8", "lora_r2": "LoRA r=2", "head_only": "Head only", "bitfit": "BitFit",
+             "propulsion": "Propulsion(All)", "propulsion_head": "Propulsion(All) + head"},
+    sweep="study_glue_minilm",
+    lr_search_sweep="study_glue_minilm_lr",
+    runs="results/studies/glue_minilm/runs",
+    lr_search_runs="results/studies/glue_minilm/lr_search/runs",
+    out="results/studies/glue_minilm",
+    figure="score_vs_params",
+    command="make tables   (python -m propulsion.reports --only glue_minilm)",
+    readme_start=None,
+    readme_end=None,
+    paired=True,
+    split_head=True,
+    curves="learning_curves",
+    flag_edges=True,
+    pilot=PilotDeclaration(
+        title="Pilot of the GLUE study: frozen-head Propulsion(All), degree × k·lr (all-MiniLM-L6-v2)",
+        sweep="study_glue_minilm_pilot",
+        runs="results/studies/glue_minilm/pilot/runs",
+        out="results/studies/glue_minilm/pilot",
+        random_pooler_cells=("k15_mid",),
+        command="make tables   (python -m propulsion.reports --only glue_minilm)",
+    ),
+)
+STUDIES: tuple[StudyDeclaration, ...] = (SMALL_SCALE, GLUE_MINILM)
 TABLE1 = next(table for table in TABLES if table.name == "table1")

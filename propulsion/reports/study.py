@@ -15,6 +15,13 @@ Rules, so that a number can be traced:
   averages (seeds that finished every task).
 - #TPs: the records' params.trainable (a range when the task heads differ); wall time and peak memory: the median
   per run over the row's records (peak memory is the run's own process peak RSS under scripts/serial_sweep.py).
+- A paired study (``StudyDeclaration.paired``; issue 25) reads its sweep YAML's ``vars.report`` (the baseline, the
+  seeds each method is to have, the equivalence margins, all fixed before the runs): per (task, metric) with a margin,
+  every method against the baseline through ``stats.stats_rows`` (paired per-seed differences, t-interval, TOST with
+  Holm's correction over the study's tests, hierarchical bootstrap from the predictions beside the records) into
+  ``stats.csv`` and a verdict column; runs the YAML expects and no record fills are listed. With ``split_head`` the
+  #TPs are split into outside the head / in the head (record ``params.head``), and the figure is the score against
+  the count outside the head; ``curves`` adds the learning curves. No "Avg." where ``average`` is empty.
 Output is deterministic: the same records give byte-identical files (sorted rows, fixed formats, no times).
 """
 
@@ -25,16 +32,20 @@ import math
 import statistics
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
 
 from propulsion import records  # noqa: E402
-from propulsion.reports import selection  # noqa: E402
+from propulsion.reports import selection, study_figures  # noqa: E402
+from propulsion.reports import stats as pstats  # noqa: E402
 from propulsion.reports.declarations import StudyDeclaration  # noqa: E402
 
 PNG_METADATA = {"Software": None}  # no matplotlib version in the file: reruns are byte-identical
@@ -108,6 +119,10 @@ def row_stats(study: StudyDeclaration, method: str, chosen: dict[tuple[str, str]
     stats["avg"] = (*mean_std(averages), len(averages))
     trainable = sorted({int(r["params"]["trainable"]) for r in runs if (r.get("params") or {}).get("trainable")})
     stats["trainable"] = trainable
+    with_head = [r["params"] for r in runs if isinstance((r.get("params") or {}).get("head"), int)
+                 and (r.get("params") or {}).get("trainable")]  # records written before params.head: no split
+    stats["head"] = sorted({int(p["head"]) for p in with_head})
+    stats["outside"] = sorted({int(p["trainable"]) - int(p["head"]) for p in with_head})
     walls = [float(r["wall_time_s"]) for r in runs if isinstance(r.get("wall_time_s"), int | float)]
     memory = [float(r["peak_memory_bytes"]) for r in runs if isinstance(r.get("peak_memory_bytes"), int | float)]
     stats["wall"] = statistics.median(walls) if walls else None
@@ -158,12 +173,115 @@ def _order(study: StudyDeclaration, method: str) -> tuple[int, str]:
     return (names.index(method) if method in names else len(names), str(method))
 
 
+@dataclass(frozen=True)
+class Report:
+    """A paired study's comparison, from its sweep YAML's ``vars.report`` (written there before the runs)."""
+    baseline: str
+    seeds: dict[str, int]  # method -> the seeds it is to have (0 .. n-1)
+    equivalence: pstats.Equivalence
+
+
+def report_settings(study: StudyDeclaration, experiments: Path = selection.EXPERIMENTS_DIR) -> Report | None:
+    """The study's ``vars.report`` block (None for a study that is not paired)."""
+    if not study.paired:
+        return None
+    data = yaml.safe_load((Path(experiments) / f"{study.sweep}.yaml").read_text())
+    block = (data.get("vars") or {}).get("report") or {}
+    return Report(str(block["baseline"]), {str(m): int(n) for m, n in (block.get("seeds") or {}).items()},
+                  pstats.Equivalence.from_mapping(block.get("equivalence")))
+
+
+def _predictions(runs: list[dict[str, Any]]) -> dict[int, pstats.Predictions]:
+    """{seed: predictions} for the runs that have a readable predictions file beside their record."""
+    found = {}
+    for run in runs:
+        try:
+            found[int(run["seed"])] = pstats.load_predictions(run)
+        except (OSError, ValueError, KeyError):
+            continue
+    return found
+
+
+def comparisons(study: StudyDeclaration, chosen: dict[tuple[str, str], list[dict[str, Any]]], report: Report
+                ) -> list[pstats.Comparison]:
+    """Every method against the baseline on each (task, metric) with a margin, where both have a paired seed.
+    The bootstrap gets the predictions of the seeds both have, scored on the same examples."""
+    out = []
+    for task, metric, _ in report.equivalence.margins:
+        base_runs = chosen.get((task, report.baseline), [])
+        base_scores = pstats.scores_by_seed(base_runs, metric)
+        for method in sorted({m for t, m in chosen if t == task and m != report.baseline},
+                             key=lambda m: _order(study, m)):
+            runs = chosen[(task, method)]
+            scores = pstats.scores_by_seed(runs, metric)
+            if not set(scores) & set(base_scores):
+                continue
+            mine, theirs = _predictions(runs), _predictions(base_runs)
+            same = [s for s in sorted(set(mine) & set(theirs) & set(scores) & set(base_scores))
+                    if np.array_equal(mine[s].labels, theirs[s].labels)]
+            out.append(pstats.Comparison(task, metric, method, report.baseline, scores, base_scores,
+                                         {s: mine[s] for s in same}, {s: theirs[s] for s in same}))
+    return out
+
+
+def missing_runs(study: StudyDeclaration, chosen: dict[tuple[str, str], list[dict[str, Any]]], report: Report
+                 ) -> tuple[list[str], int, int]:
+    """Lines naming the (task, method) seeds the YAML expects and no completed record fills; (lines, missing, all)."""
+    tasks = list(dict.fromkeys(task for _, task, _ in study.columns))
+    lines, lacking, expected = [], 0, 0
+    for method in sorted(report.seeds, key=lambda m: _order(study, m)):
+        want = set(range(report.seeds[method]))
+        for task in tasks:
+            have = {r.get("seed") for r in chosen.get((task, method), [])}
+            absent = sorted(want - have)
+            expected += len(want)
+            lacking += len(absent)
+            if absent:
+                lines.append(f"{task} × {study.methods.get(method, method)}: seed(s) {', '.join(map(str, absent))} "
+                             f"of 0–{report.seeds[method] - 1}")
+    return lines, lacking, expected
+
+
+def _signed(value: float) -> str:
+    text = f"{value:+.1f}"
+    return "+0.0" if text == "-0.0" else text  # no "-0.0" from a mean that is zero up to rounding
+
+
+def _verdict_cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "–"
+    if row["ci_low"] is None:
+        return f"{row['verdict']} {_signed(row['mean_diff'])} (n={row['seeds']})"
+    return (f"{row['verdict']} {_signed(row['mean_diff'])} [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}] "
+            f"(n={row['seeds']})")
+
+
+def _header_of(study: StudyDeclaration, task: str, metric: str) -> str:
+    return next((h for h, t, m in study.columns if (t, m) == (task, metric)), f"{task} {metric}")
+
+
 def table(study: StudyDeclaration, runs: list[dict[str, Any]], skipped: list[str]
           ) -> tuple[str, dict[str, dict[str, Any]]]:
+    text, stats, _ = paired_table(study, runs, skipped)
+    return text, stats
+
+
+def paired_table(study: StudyDeclaration, runs: list[dict[str, Any]], skipped: list[str],
+                 experiments: Path = selection.EXPERIMENTS_DIR
+                 ) -> tuple[str, dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """table.md's text, the rows' stats (the figure's points) and, for a paired study, stats.csv's rows."""
     chosen, notes = cells(study, runs)
     methods = sorted({m for _, m in chosen}, key=lambda m: _order(study, m))
     stats = {m: row_stats(study, m, chosen) for m in methods}
-    headers = ["Method", "#TPs", *[h for h, _, _ in study.columns], "Avg.", "runs", "wall s/run", "peak MiB/run"]
+    report = report_settings(study, experiments)
+    compared = pstats.stats_rows(comparisons(study, chosen, report), report.equivalence) if report else []
+    by_key = {(r["task"], r["metric"], r["method"]): r for r in compared}
+    tested = [(task, metric) for task, metric, _ in report.equivalence.margins] if report else []
+    baseline = study.methods.get(report.baseline, report.baseline) if report else ""
+    headers = ["Method", *(["#TPs outside head", "#TPs head"] if study.split_head else ["#TPs"]),
+               *[h for h, _, _ in study.columns], *(["Avg."] if study.average else []),
+               "seeds" if report else "runs", *[f"{_header_of(study, t, m)} vs {baseline}" for t, m in tested],
+               "wall s/run", "peak MiB/run"]
     lines = [f"# {study.title}", "",
              "Held-out half of GLUE dev (never used for selection), ×100, mean ± std over seeds "
              "(n where a cell has fewer seeds than its row). Generated from the records by:", "",
@@ -174,18 +292,39 @@ def table(study: StudyDeclaration, runs: list[dict[str, Any]], skipped: list[str
         cols = [_fmt(*s["columns"][h][:2], s["columns"][h][2], s["full"]) for h, _, _ in study.columns]
         wall = f"{s['wall']:.0f}" if s["wall"] is not None else "–"
         memory = f"{s['memory_mib']:.0f}" if s["memory_mib"] is not None else "–"
-        lines.append("| " + " | ".join([study.methods.get(method, method), _tps(s["trainable"]), *cols,
-                                        _fmt(*s["avg"][:2], s["avg"][2], s["full"]), str(s["runs"]), wall,
-                                        memory]) + " |")
+        tps = [_tps(s["outside"]), _tps(s["head"])] if study.split_head else [_tps(s["trainable"])]
+        average = [_fmt(*s["avg"][:2], s["avg"][2], s["full"])] if study.average else []
+        verdicts = ["baseline" if method == report.baseline else _verdict_cell(by_key.get((t, m, method)))
+                    for t, m in tested] if report else []
+        lines.append("| " + " | ".join([study.methods.get(method, method), *tps, *cols, *average,
+                                        str(s["full"] if report else s["runs"]), *verdicts, wall, memory]) + " |")
     if not methods:
         lines.append("| (no completed records yet) |" + " |" * (len(headers) - 1))
+    if report:
+        margins = ", ".join(f"{_header_of(study, t, m)} ±{d:g}" for t, m, d in report.equivalence.margins)
+        lines += ["", f"Verdicts against {baseline}: paired per-seed differences (method − {baseline}, ×100, seeds "
+                  f"matched by number), mean [{report.equivalence.confidence:.0%} t-interval] (n seeds). equivalent: "
+                  f"both one-sided t-tests reject a difference beyond the margin ({margins}, fixed in "
+                  f"experiments/{study.sweep}.yaml before the runs), Holm-corrected over the {len(compared)} "
+                  f"tests, p < {report.equivalence.alpha:g}; else better / worse where the interval excludes 0; "
+                  f"else inconclusive. stats.csv holds the same rows with the hierarchical bootstrap interval "
+                  f"(seeds, then held-out examples) and the p-values."]
+    if study.split_head:
+        lines += ["", "#TPs head: trainable parameters inside the task head's modules (BERT's pooler and classifier: "
+                  "their weights, or z on them); outside head: the rest (records' params.head; – where a record "
+                  "predates it). A range where the tasks' heads differ."]
     lines += ["", f"{len(runs)} completed records" + ("; settings read from them:" if runs else "."),
               *settings(study, runs)]
+    if report:
+        absent, lacking, expected = missing_runs(study, chosen, report)
+        if absent:
+            lines += ["", f"Missing ({lacking} of {expected} runs have no completed record yet):",
+                      *[f"- {line}" for line in absent]]
     if notes:
         lines += ["", "Left out:", *[f"- {note}" for note in notes]]
     if skipped:
         lines += ["", f"Skipped ({len(skipped)}):", *[f"- {line}" for line in skipped]]
-    return "\n".join(lines) + "\n", stats
+    return "\n".join(lines) + "\n", stats, compared
 
 
 def figure(study: StudyDeclaration, stats: dict[str, dict[str, Any]], path: Path) -> bool:
@@ -224,6 +363,8 @@ def lr_search_table(study: StudyDeclaration, runs: list[dict[str, Any]]) -> str:
     searched, their mean over the tasks all of the method's rates share (what chooses), and the choice."""
     scores = lr_scores(runs)
     tasks = sorted({task for by_lr in scores.values() for values in by_lr.values() for task in values})
+    if not tasks and study.flag_edges:  # no records yet: the columns the search will fill
+        tasks = sorted({task for _, task, _ in study.columns})
     steps = {str(r.get("task")): (r.get("train") or {}).get("steps") for r in runs}
     wall = defaultdict(float)
     for record in runs:
@@ -233,17 +374,28 @@ def lr_search_table(study: StudyDeclaration, runs: list[dict[str, Any]]) -> str:
              "Each value is the run's best dev-half evaluation (×100; what selects its checkpoint), the mean is taken "
              "over the tasks every rate of the method has a run for, and the highest mean is chosen (a tie keeps the "
              "smaller lr). The held-out half plays no part. Steps per run: "
-             + ", ".join(f"{task} {steps.get(task)}" for task in tasks) + ".", "",
+             + ", ".join(f"{task} {steps.get(task, '–')}" for task in tasks) + ".", "",
              "| Method | lr | " + " | ".join(tasks) + " | mean | chosen | wall s |",
              "|---|---|" + "---|" * len(tasks) + "---|---|---|"]
+    edges = []
     for method in sorted(scores, key=lambda m: _order(study, m)):
         shared = _shared_tasks(scores[method])
         for lr, values in sorted(scores[method].items()):
             cells = [_shown(values[task]) if task in values else "" for task in tasks]
             mean = statistics.fmean(values[task] for task in shared) if shared else math.nan
+            mark = "yes" if chosen.get(method) == lr else ""
+            if mark and study.flag_edges and lr in (min(scores[method]), max(scores[method])):
+                mark = "yes (edge)"
+                edges.append(study.methods.get(method, method))
             lines.append(f"| {study.methods.get(method, method)} | {lr:g} | " + " | ".join(cells)
-                         + f" | {_shown(mean)} | {'yes' if chosen.get(method) == lr else ''} | "
-                         f"{wall[(method, lr)]:.0f} |")
+                         + f" | {_shown(mean)} | {mark} | {wall[(method, lr)]:.0f} |")
+    if study.flag_edges:
+        if not scores:
+            lines.append("| (no completed records yet) |" + " |" * (len(tasks) + 4))
+        lines += ["", "A choice at the edge of its method's rates (\"yes (edge)\") is not interior: the optimum may "
+                  "lie past it, and the method gets one more rate beyond it before the study. "
+                  + (f"Edge choices: {', '.join(edges)}." if edges else "No edge choice." if scores else
+                     "No choice yet.")]
     return "\n".join(lines) + "\n"
 
 
@@ -320,14 +472,15 @@ def _runs_of(folder: Path) -> list[dict[str, Any]]:
 
 def render(study: StudyDeclaration, runs_dir: str | Path | None = None, lr_search: str | Path | None = None,
            out: str | Path | None = None, readme: str | Path | None = None) -> int:
-    """The study's table.md, figure and lr_search.md (and its README block): 0, or 2 when the README has no
-    markers (then nothing is written). Folders default to the declaration's."""
+    """The study's table.md, figure and lr_search.md (and its README block; a paired study's stats.csv and
+    learning curves): 0, or 2 when the README has no markers (then nothing is written). Folders
+    default to the declaration's; a folder with no records yet gives tables that say so, and no figures."""
     runs_dir, lr_search = Path(runs_dir or study.runs), Path(lr_search or study.lr_search_runs)
     out = Path(out or study.out)
-    loaded, skipped = records.load_records(runs_dir)
+    loaded, skipped = records.load_records(runs_dir) if runs_dir.is_dir() else ([], [])
     runs = [r for r in loaded if r.get("family") not in records.STUDY_FAMILIES]
-    text, stats = table(study, runs, [skip_line(s) for s in skipped])
-    if readme:  # first, so that a README without the markers writes nothing at all
+    text, stats, compared = paired_table(study, runs, [skip_line(s) for s in skipped])
+    if readme and study.readme_start:  # first, so that a README without the markers writes nothing at all
         try:
             write_readme(study, Path(readme), readme_block(text, len(runs), study))
         except (OSError, ValueError) as error:
@@ -335,9 +488,26 @@ def render(study: StudyDeclaration, runs_dir: str | Path | None = None, lr_searc
             return 2
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text)
-    drawn = figure(study, stats, out / f"{study.figure}.png")
-    if lr_search.is_dir():
-        (out / "lr_search.md").write_text(lr_search_table(study, _runs_of(lr_search)))
+    if study.split_head:
+        firsts: dict[str, str] = {}  # each task's first column: MRPC acc, STS-B P
+        for header, task, _ in study.columns:
+            firsts.setdefault(task, header)
+        panels = [(header, header) for header in firsts.values()]
+        drawn = study_figures.score_vs_outside(panels, stats, study.methods, out / f"{study.figure}.png")
+    else:
+        drawn = figure(study, stats, out / f"{study.figure}.png")
+    if study.paired:
+        pstats.write_stats_csv(compared, out / "stats.csv")
+    if study.curves:
+        chosen, _ = cells(study, runs)
+        tasks = list(dict.fromkeys(task for _, task, _ in study.columns))
+        panels = {task: {study.methods.get(m, m): chosen[(task, m)] for m in sorted(
+            {m for t, m in chosen if t == task}, key=lambda m: _order(study, m))} for task in tasks}
+        study_figures.learning_curves(panels, out / f"{study.curves}.png",
+                                      "select-half dev metric (×100, mean over seeds)")
+    if lr_search.is_dir() or study.flag_edges:
+        searched = _runs_of(lr_search) if lr_search.is_dir() else []
+        (out / "lr_search.md").write_text(lr_search_table(study, searched))
     print(f"{len(runs)} completed records, {len(skipped)} skipped: {out / 'table.md'}"
           + (f", {out / study.figure}.png" if drawn else " (no figure: no records)"))
     return 0

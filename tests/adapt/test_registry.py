@@ -23,6 +23,7 @@ SPECS = {
     "prefix": MethodSpec(name="prefix", kind="peft", peft_type="PREFIX_TUNING", head="full",
                          peft_config={"num_virtual_tokens": 5}),
     "bitfit": MethodSpec(name="bitfit", kind="bitfit", head="full"),
+    "head_only": MethodSpec(name="head_only", kind="head_only", head="full"),
     "full": MethodSpec(name="full_ft", kind="full"),
     "adapter_s": MethodSpec(name="adapter_s", kind="baseline", baseline={"bottleneck": 8}),
     "mam": MethodSpec(name="mam", kind="baseline", baseline={"prefix_length": 4, "bottleneck": 8}),
@@ -58,7 +59,7 @@ def test_save_then_load_onto_a_fresh_base_gives_the_same_outputs(tmp_path, name)
 
 
 def test_each_kind_states_its_plain_facts():
-    assert set(adapt.registered_kinds()) == {"propulsion", "peft", "bitfit", "full", "baseline"}
+    assert set(adapt.registered_kinds()) == {"propulsion", "peft", "bitfit", "full", "head_only", "baseline"}
     assert [k for k in adapt.registered_kinds() if adapt.method_entry(k).trains_whole_model] == ["full"]
     assert [k for k in adapt.registered_kinds() if adapt.method_entry(k).takes_degree] == ["propulsion"]
     assert {k for k in adapt.registered_kinds() if adapt.method_entry(k).checks_targets} == {"propulsion", "peft"}
@@ -141,3 +142,31 @@ def test_the_frozen_head_saved_with_an_adapter_is_counted_apart_from_the_trainab
     for name in ("lora", "mam", "adapter_s"):  # PEFT's trained head copy is saved by PEFT; the frozen original unused
         assert adapt.new_frozen_count(adapt.apply_method(base(), SPECS[name], KIND, total_steps=100).model) == 0
     assert adapt.NEW_FROZEN not in adapt.save_trained(full_head.model, tmp_path / "full-head")
+
+
+# Tiny BERT (hidden 32, 2 layers, intermediate 64), two labels: the pooler (32 x 32 + 32) and the classifier
+# (32 x 2 + 2) are its head, as BERT's pooler + classifier are all-MiniLM-L6-v2's (issue 25's head-only row).
+POOLER, CLASSIFIER = 32 * 32 + 32, 32 * 2 + 2
+
+
+def tiny_bert():
+    return build_tiny_model("bert", AutoModelForSequenceClassification, num_labels=2).eval()
+
+
+def test_head_only_trains_the_pooler_and_classifier_and_nothing_else():
+    prepared = adapt.apply_method(tiny_bert(), SPECS["head_only"], KIND)
+    counted = adapt.count(prepared.model)
+    assert counted["trainable"] == counted["head"] == POOLER + CLASSIFIER == 1122
+    assert prepared.details == {"head_modules": ["classifier", "bert.pooler"]}
+    assert adapt.method_entry("head_only").trains_whole_model is False
+
+
+def test_counts_split_the_head_from_the_rest_by_hand():
+    # LoRA r=4 on query and value, 2 layers: 2 x 2 x (32 x 4 + 4 x 32) = 1,024 outside the head; head trained.
+    lora = adapt.count(adapt.apply_method(tiny_bert(), SPECS["lora"], KIND).model)
+    assert (lora["trainable"] - lora["head"], lora["head"]) == (1024, POOLER + CLASSIFIER)
+    # Propulsion, head frozen: the z on the head's two Linears (32 + 2) lie in the head; the rest outside it.
+    propulsion = adapt.count(adapt.apply_method(tiny_bert(), SPECS["propulsion"], KIND).model)
+    assert propulsion["head"] == 32 + 2 and propulsion["trainable"] > propulsion["head"]
+    full = adapt.count(adapt.apply_method(tiny_bert(), SPECS["full"], KIND).model)
+    assert full["head"] == POOLER + CLASSIFIER
