@@ -8,7 +8,7 @@ TABLE_RUNS ?= results/records
 DEVICE_OUT ?= results/runs/device-check
 
 .PHONY: install demo test lint tables compare bench smollm2 device-check ntk experiment plan calibrate \
-	plan-validation table1 table5 clean-demo small-scale \
+	plan-validation plan-reruns table1 table5 clean-demo small-scale \
 	ntk-small-scale
 
 install:
@@ -53,6 +53,11 @@ calibrate:
 # docs/plan-validation.md: the plan against the authors' logged runtimes and our records (byte-identical on rerun).
 plan-validation:
 	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.plan_validation
+
+# The small-scale runs that were timed on a shared machine, timed again alone (results/plan_validation/reruns/;
+# ~15 CPU-minutes on 2 idle cores). Run it with nothing else on the machine, then `make plan-validation`.
+plan-reruns:
+	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.plan_validation --rerun $(SMALL_SCALE_INPUTS)
 
 table1:
 	$(MAKE) experiment NAME=table1_roberta_base

@@ -258,3 +258,19 @@ def test_the_fit_recovers_known_constants():
 
 def test_the_validation_document_is_what_the_script_writes():
     assert plan_validation.render() == plan_validation.DOCUMENT.read_text()
+
+
+def test_cpu_share_tells_a_shared_machine_from_an_idle_one():
+    # 100 s of wall on 2 threads: 190 CPU-seconds is 95% (alone), 100 is 50% (a neighbour as busy as itself).
+    alone = {"wall_time_s": 100.0, "cpu_time_s": 190.0, "cpu_threads": 2}
+    shared = {"wall_time_s": 100.0, "cpu_time_s": 100.0, "cpu_threads": 2}
+    assert plan_validation.cpu_share(alone) == pytest.approx(0.95)
+    assert plan_validation.cpu_share(shared) == pytest.approx(0.5)
+
+
+def test_a_notebook_slower_than_its_own_logged_flops_is_named():
+    # Logged FLOPs / seconds: 6, 5, 7 and 1 TFLOP/s. The median (upper) is 6; only the 1 TFLOP/s run is below 6/2.
+    rows = [plan_validation.Row(f"nb{i}", 100.0, seconds, logged_flops=flops * 1e12)
+            for i, (seconds, flops) in enumerate([(10, 60), (10, 50), (10, 70), (100, 100)])]
+    assert [plan_validation.logged_throughput(r) for r in rows] == pytest.approx([6.0, 5.0, 7.0, 1.0])
+    assert [(row.label, median) for row, median in plan_validation.throughput_outliers(rows)] == [("nb3", 6.0)]
