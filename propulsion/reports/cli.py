@@ -1,10 +1,11 @@
 """``make tables``: every declaration rendered from run records (``python -m propulsion.reports``).
 
 The paper's tables (``engine``) and figures (``figures``) from the records under --runs, then every study
-(``study``, and a study's pilot, ``pilot``) from its own folders. A row no record fills still gets our #TPs,
-counted on the meta device from the suite's configs: composing a config is compose.py's job (only it and run.py
-know Hydra), so this entrypoint hands its counter to the engine instead of the engine importing it. ``--only NAME``
-renders one part; ``--lr-overrides`` prints a study's lr choice for its sweep (``make small-scale``).
+(``study``, and a study's pilot, ``pilot``; a reasoning study, ``reasoning_study``) from its own folders. A row no
+record fills still gets our #TPs, counted on the meta device from the suite's configs: composing a config is
+compose.py's job (only it and run.py know Hydra), so this entrypoint hands its counter to the engine instead of the
+engine importing it. ``--only NAME`` renders one part; ``--lr-overrides`` prints a study's lr choice for its sweep
+(``make small-scale``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import argparse
 from pathlib import Path
 
 from propulsion import records
-from propulsion.reports import engine, figures, pilot, study
-from propulsion.reports.declarations import STUDIES, TABLES
+from propulsion.reports import engine, figures, pilot, reasoning_study, study
+from propulsion.reports.declarations import REASONING_STUDIES, STUDIES, TABLES
 from propulsion.reports.selection import PAPER_DIR
 
 PAPER = "paper"  # --only: the paper's tables and figures
@@ -45,9 +46,10 @@ def main(argv: list[str] | None = None, count: engine.Counter | None = None) -> 
     """The command line. ``count`` gives #TPs for rows no record fills; by default compose.py's meta-device count
     (without it, or with --no-offline-counts, those rows show "–")."""
     studies = {s.name: s for s in STUDIES}
+    reasoning = {s.name: s for s in REASONING_STUDIES}
     parser = argparse.ArgumentParser(description="Paper tables and figures from run records, ours beside the "
                                                  "paper's, and every study's table (make tables).")
-    parser.add_argument("--only", choices=[PAPER, *studies], default=None,
+    parser.add_argument("--only", choices=[PAPER, *studies, *reasoning], default=None,
                         help="render one part: the paper's tables and figures, or one study (default: all)")
     parser.add_argument("--runs", default=None, help="folder searched for record.json files (default: "
                         "results/runs for the paper's tables; a study's own folder for --only STUDY)")
@@ -85,6 +87,10 @@ def main(argv: list[str] | None = None, count: engine.Counter | None = None) -> 
                 return code
             if declared.pilot is not None and not (single and (args.runs or args.out)):  # its own folders only
                 pilot.render(declared.pilot)
+    for name, declared in reasoning.items():
+        if args.only in (None, name):
+            single = args.only == name
+            reasoning_study.render(declared, args.runs if single else None, args.out if single else None)
     return 0
 
 

@@ -332,3 +332,37 @@ GLUE_MINILM = StudyDeclaration(
 )
 STUDIES: tuple[StudyDeclaration, ...] = (SMALL_SCALE, GLUE_MINILM)
 TABLE1 = next(table for table in TABLES if table.name == "table1")
+TABLE3 = next(table for table in TABLES if table.name == "table3")
+
+
+@dataclass(frozen=True)
+class ReasoningStudyDeclaration:
+    """A reasoning study of our own (``reasoning_study.render``; issue 26): Table 3's columns on the test sets it
+    evaluates, one table per task (its Column.run_task), each accuracy beside the share of rows whose answer
+    extraction found nothing; rows per method, the untrained model's zero-shot row and a majority-answer reference.
+    The runs its sweep plans (seed × task × method of hydra.sweeper.params, and a zero-shot run per task and seed)
+    that no completed record fills are listed."""
+    name: str
+    title: str
+    columns: tuple[Column, ...]  # Table 3's columns of the study's test sets, in Table 3's order
+    methods: dict[str, str]  # method -> row label, in row order
+    sweep: str  # experiments/<sweep>.yaml
+    runs: str  # its records (relative to the checkout)
+    out: str  # table.md goes here
+    command: str  # how the table is regenerated, printed under its title
+    zero_shot_method: str = "propulsion"  # its record with trainer.max_steps=0 is the zero-shot row, never trained
+
+
+REASONING_SMOLLM2_SETS = ("boolq", "ARC-Easy", "ARC-Challenge", "openbookqa", *ARITHMETIC, *EXTRA_ARITHMETIC)
+REASONING_SMOLLM2 = ReasoningStudyDeclaration(
+    name="reasoning_smollm2",
+    title="Table 3 at small scale: SmolLM2-135M-Instruct on the LLM-Adapters files (CPU, issue 26)",
+    columns=tuple(c for c in TABLE3.columns if c.task in REASONING_SMOLLM2_SETS),
+    methods={"propulsion": "Propulsion", "lora": "LoRA", "adalora": "AdaLoRA", "parallel": "Parallel",
+             "prefix": "Prefix"},
+    sweep="study_reasoning_smollm2",
+    runs="results/studies/reasoning_smollm2/runs",
+    out="results/studies/reasoning_smollm2",
+    command="make tables   (python -m propulsion.reports --only reasoning_smollm2)",
+)
+REASONING_STUDIES: tuple[ReasoningStudyDeclaration, ...] = (REASONING_SMOLLM2,)
