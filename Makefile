@@ -8,7 +8,7 @@ TABLE_RUNS ?= results/records
 DEVICE_OUT ?= results/runs/device-check
 
 .PHONY: install demo test lint tables compare bench smollm2 device-check ntk experiment plan calibrate \
-	plan-validation plan-reruns table1 table5 clean-demo small-scale \
+	plan-validation plan-reruns glue-minilm-pilot glue-minilm-lr glue-minilm table1 table5 clean-demo small-scale \
 	ntk-small-scale
 
 install:
@@ -78,6 +78,21 @@ small-scale:
 		$(SMALL_SCALE_INPUTS)
 	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py small_scale $(SMALL_SCALE_INPUTS) \
 		$$($(PYTHON) -m propulsion.reports --only small_scale --lr-overrides) $(ARGS)
+
+# The GLUE study on all-MiniLM-L6-v2 (issue 25, results/studies/glue_minilm/): the pilot, the lr search at the
+# study's budget, then the study (5 seeds, then the 3-seed controls). Each resumable; records land as runs complete.
+glue-minilm-pilot:
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py study_glue_minilm_pilot $(SMALL_SCALE_INPUTS)
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py study_glue_minilm_pilot vars.pooler=random vars.cell=k15_mid \
+		$(SMALL_SCALE_INPUTS)
+
+glue-minilm-lr:
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py study_glue_minilm_lr $(SMALL_SCALE_INPUTS)
+
+glue-minilm:
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py study_glue_minilm $(SMALL_SCALE_INPUTS)
+	HF_HUB_OFFLINE=1 $(PYTHON) scripts/serial_sweep.py study_glue_minilm method=lora_r2,head_only,bitfit seed=0,1,2 \
+		$(SMALL_SCALE_INPUTS)
 
 # The NTK analysis on the same real encoder and 16 real RTE dev pairs (docs/small_scale.md; a few CPU-minutes).
 ntk-small-scale:

@@ -28,7 +28,8 @@ EXPERIMENTS = REPO / "experiments"
 
 
 def sweep_params(name: str) -> dict[str, list[str]]:
-    """The sweep's keys and values in order, following the experiment's `defaults` to a base experiment."""
+    """The sweep's keys and values in order, following the experiment's `defaults` to a base experiment: the base's
+    keys first, then this file's in its own order (so a derived experiment sets its own slowest key)."""
     path = EXPERIMENTS / f"{name}.yaml"
     if not path.exists():
         valid = ", ".join(sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")))
@@ -39,6 +40,7 @@ def sweep_params(name: str) -> dict[str, list[str]]:
         if isinstance(base, str) and (EXPERIMENTS / f"{base}.yaml").exists():
             params.update(sweep_params(base))
     for key, values in ((config.get("hydra") or {}).get("sweeper") or {}).get("params", {}).items():
+        params.pop(key, None)  # this file's keys in this file's order, after the keys only its base sweeps
         params[key] = split_values(key, str(values))
     return params
 

@@ -135,3 +135,13 @@ def test_a_method_the_experiments_lr_table_lacks_is_one_line_with_the_valid_choi
                      config_dir=serial_sweep.EXPERIMENTS)
     assert str(caught.value) == ("trainer.lr reads vars.lr.ia3, which the config does not set; valid choices: "
                                  "propulsion, propulsion_attn, lora, bitfit, full_ft, propulsion_head")
+
+
+def test_a_derived_experiment_sets_its_own_slowest_key():
+    # study_glue_minilm_lr inherits seed, task and method from study_glue_minilm (task slower than method there), and
+    # lists method first: a partial search then holds whole methods, both tasks at each lr, not all of MRPC first.
+    jobs = [as_dict(job) for job in serial_sweep.jobs("study_glue_minilm_lr", [])]
+    assert len(jobs) == 5 * 3 * 2
+    assert [(j["method"], j["vars.point"], j["task"]) for j in jobs[:4]] == [
+        ("lora", "mid", "mrpc"), ("lora", "mid", "stsb"), ("lora", "low", "mrpc"), ("lora", "low", "stsb")]
+    assert {j["method"] for j in jobs[:6]} == {"lora"}
