@@ -24,6 +24,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import yaml  # noqa: E402
 
 from propulsion import records  # noqa: E402
@@ -151,6 +152,10 @@ def degree_figure(found: list[dict[str, Any]], path: Path) -> bool:
                 ax.plot([x for x, _ in points], [y for _, y in points], color=f"C{index}",
                         label=f"k={degree}" + (", pooler random" if pooler == POOLERS[1] else ""), **style)
             ax.set_xscale("log")
+            if key == "klr":  # the grid's own k·lr values as ticks (its lrs nearly coincide across degrees)
+                ticks = sorted({x for points in by_degree.values() for x, _ in points})
+                ax.set_xticks(ticks, [f"{x:.2g}" for x in ticks])
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
             ax.set_xlabel(xlabel)
             ax.set_title(task)
             ax.grid(alpha=0.3)

@@ -186,7 +186,7 @@ def test_pilot_table_cells_missing_and_figures(tmp_path):
         "| stsb | pearson | pretrained | k15_mid | 15 | 0.001333 | 0.02 | 0 | 70.0 | 72.0 | 86 | 690 | 71.0 |",
         "| stsb | pearson | pretrained | k55_mid | 55 | 0.0003636 | 0.02 | 0 | 69.0 | 73.0 | 129 | 690 | 73.0 |",
         "| stsb | pearson | random | k15_mid | 15 | 0.001333 | 0.02 | 0 | 40.0 | 41.0 | 86 | 690 | 41.0 |"]
-    assert "Missing (11: no completed record yet):" in text and "- mrpc × k15_mid (pooler random)" in text
+    assert "Missing (13: no completed record yet):" in text and "- mrpc × k15_mid (pooler random)" in text
     assert "- stsb × k15_mid (pooler pretrained)" not in text
     assert "Skipped (1):" in text and "status 'running'" in text
     assert sorted(p.name for p in out.iterdir()) == ["degree_as_lr.png", "learning_curves.png", "table.md"]
@@ -198,4 +198,4 @@ def test_pilot_table_cells_missing_and_figures(tmp_path):
 def test_pilot_with_no_records(tmp_path):
     pilot.render(GLUE_MINILM.pilot, tmp_path / "absent", tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["table.md"]
-    assert "Missing (14: no completed record yet):" in (tmp_path / "out" / "table.md").read_text()
+    assert "Missing (16: no completed record yet):" in (tmp_path / "out" / "table.md").read_text()
