@@ -93,15 +93,27 @@ def load_model(spec: ModelSpec, kind: str, config_overrides: dict[str, Any] | No
 
 def reinitialise(model, names: list[str] | None):
     """Draw the named modules' weights afresh with the model's own initialiser (``_init_weights``, the one
-    from_pretrained uses for weights a checkpoint lacks), from the global RNG the run has seeded."""
+    from_pretrained uses for weights a checkpoint lacks), from the global RNG the run has seeded.
+
+    transformers 5 marks every tensor it loads or initialises ``_is_hf_initialized`` and its initialisers skip a
+    marked tensor, so ``_init_weights`` alone leaves a checkpoint's weights as they were: the marks of the named
+    modules' tensors are cleared first. A module that has weights and still comes out unchanged is an error, not a
+    silent no-op."""
     modules = dict(model.named_modules())
     for name in names or []:
         if name not in modules:
             near = sorted(m for m in modules if m and name.split(".")[-1] in m.split("."))[:8]
             raise UserError(f"model.reinit names {name!r}, which this {model.config.model_type} model does not have"
                             f"{'; modules with that name: ' + ', '.join(near) if near else ''}")
+        before = {key: tensor.detach().clone() for key, tensor in modules[name].state_dict().items()}
+        for tensor in [*modules[name].parameters(), *modules[name].buffers()]:
+            if getattr(tensor, "_is_hf_initialized", False):
+                tensor._is_hf_initialized = False
         for module in modules[name].modules():
             model._init_weights(module)
+        after = modules[name].state_dict()
+        if before and all(torch.equal(before[key], after[key]) for key in before):
+            raise RuntimeError(f"model.reinit: {name} came out of {type(model).__name__}._init_weights unchanged")
     return model
 
 

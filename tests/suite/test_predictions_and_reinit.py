@@ -44,3 +44,22 @@ def test_reinit_of_a_module_the_model_lacks_is_one_line():
         backbones.load_model(ModelSpec(name="tiny-bert", tiny="bert", reinit=["pooler"]), "sequence-classification")
     with pytest.raises(UserError, match="model.reinit must be a list of module names"):
         ModelSpec(name="tiny-bert", tiny="bert", reinit="bert.pooler")
+
+
+def test_reinit_redraws_a_module_loaded_from_a_checkpoint(tmp_path):
+    # transformers 5 marks loaded tensors as initialised and its initialisers skip them: a reinit that only called
+    # _init_weights left a checkpoint's pooler exactly as saved (caught on the GLUE pilot's "random pooler" run,
+    # whose metrics equalled the pretrained pooler's to the last digit). Loaded from disk, it must change.
+    torch.manual_seed(0)
+    backbones.load_model(ModelSpec(name="tiny-bert", tiny="bert"), "sequence-classification",
+                         {"num_labels": 2}).save_pretrained(tmp_path / "ckpt")
+    saved = backbones.load_model(ModelSpec(name="ckpt", name_or_path=str(tmp_path / "ckpt")),
+                                 "sequence-classification", {"num_labels": 2})
+    torch.manual_seed(1)
+    redrawn = backbones.load_model(ModelSpec(name="ckpt", name_or_path=str(tmp_path / "ckpt"), reinit=["bert.pooler"]),
+                                   "sequence-classification", {"num_labels": 2})
+    before, after = dict(saved.named_parameters()), dict(redrawn.named_parameters())
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    # the classifier was saved with the checkpoint, so only the pooler differs (its bias is redrawn to zeros)
+    assert "bert.pooler.dense.weight" in changed and changed <= {"bert.pooler.dense.weight", "bert.pooler.dense.bias"}
+    assert after["bert.pooler.dense.weight"].std().item() == pytest.approx(0.02, rel=0.3)  # BERT's initializer_range
