@@ -97,7 +97,7 @@ def reinitialise(model, names: list[str] | None):
 
     transformers 5 marks every tensor it loads or initialises ``_is_hf_initialized`` and its initialisers skip a
     marked tensor, so ``_init_weights`` alone leaves a checkpoint's weights as they were: the marks of the named
-    modules' tensors are cleared first. A module that has weights and still comes out unchanged is an error, not a
+    modules' tensors are cleared first. A module whose weight matrices all come out unchanged is an error, not a
     silent no-op."""
     modules = dict(model.named_modules())
     for name in names or []:
@@ -112,7 +112,8 @@ def reinitialise(model, names: list[str] | None):
         for module in modules[name].modules():
             model._init_weights(module)
         after = modules[name].state_dict()
-        if before and all(torch.equal(before[key], after[key]) for key in before):
+        drawn = [key for key in before if before[key].dim() >= 2]  # matrices are drawn at random; norms reset to 1/0
+        if drawn and all(torch.equal(before[key], after[key]) for key in drawn):
             raise RuntimeError(f"model.reinit: {name} came out of {type(model).__name__}._init_weights unchanged")
     return model
 

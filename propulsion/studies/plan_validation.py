@@ -354,11 +354,10 @@ def _throughput_reading(rows: list[Row]) -> list[str]:
     for row, median in throughput_outliers(rows):
         peers = [r for r in rows if r is not row and r.logged_flops and _task(r) == _task(row)]
         compared = "; ".join(f"{r.label} {_per_step(r)}" for r in peers)
-        steps = (row.work or {}).get("steps", 0) or 1
         lighter_yet_slower = peers and all(
-            row.logged_flops / steps < r.logged_flops / ((r.work or {}).get("steps", 0) or 1)
-            and row.evaluations <= r.evaluations for r in peers
-        ) and any(row.measured / steps > r.measured / ((r.work or {}).get("steps", 0) or 1) for r in peers)
+            row.logged_flops / _steps(row) < r.logged_flops / _steps(r) and row.evaluations <= r.evaluations
+            for r in peers
+        ) and any(row.measured / _steps(row) > r.measured / _steps(r) for r in peers)
         why = ("Its steps carry fewer FLOPs and it evaluates less often than its task's other notebooks, yet a step "
                "takes longer: no setting the plan models (batch, padding, evaluation schedule) explains that"
                if lighter_yet_slower else "Its settings are in the plan; what slowed it is not in its log")
@@ -380,8 +379,12 @@ def _overrides(row: Row) -> tuple[str, ...]:
     return next((n.overrides for n in NOTEBOOKS if n.path == row.label), ())
 
 
+def _steps(row: Row) -> float:
+    return (row.work or {}).get("steps", 0) or 1
+
+
 def _per_step(row: Row) -> str:
-    steps = (row.work or {}).get("steps", 0) or 1
+    steps = _steps(row)
     return (f"{row.logged_flops / steps / 1e12:.2f} TFLOP in {row.measured / steps * 1e3:.0f} ms a step, "
             f"{row.evaluations} evaluations of the dev set")
 
