@@ -67,6 +67,8 @@ def check_model(spec: ModelSpec) -> None:
         return
     if looks_local(spec.name_or_path):
         path = Path(spec.name_or_path).expanduser()
+        if path.suffix == ".gguf" and path.is_file():  # a GGUF file, converted once (propulsion/gguf_weights.py)
+            return
         if not path.is_dir():
             raise UserError(f"model.name_or_path={spec.name_or_path} does not exist (a local model directory, "
                             f"or a hub id such as FacebookAI/roberta-base)")

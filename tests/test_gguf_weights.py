@@ -12,6 +12,9 @@ import transformers
 
 from propulsion import backbones, gguf_weights
 from propulsion.specs import ModelSpec, UserError
+from propulsion.tasks.data import sha256_file
+from tests.suite.helpers import records_under, run_cli
+from tests.test_reasoning import BOOLQ, FAST, GREEDY
 
 gguf = pytest.importorskip("gguf", reason="the gguf extra (pip install -e '.[gguf]'; dev includes it)")
 
@@ -148,3 +151,22 @@ def test_a_missing_gguf_file_is_one_line_naming_it_and_the_fetch(tmp_path):
     missing = str(tmp_path / "nothing.gguf")
     with pytest.raises(UserError, match=r"nothing\.gguf.*no such GGUF file.*make smollm2"):
         backbones.load_model(ModelSpec(name="x", name_or_path=missing), "causal-lm")
+
+
+def test_a_gguf_file_runs_through_the_entrypoint_as_model_name_or_path(tiny_gguf, tmp_path):
+    """model=smollm2-135m points name_or_path at a .gguf *file*: the entrypoint's input check once refused anything
+    but a folder, and the first real run stopped there."""
+    _, path, cache = tiny_gguf
+    data = tmp_path / "data"
+    for relative, rows in (("ft-training_set/commonsense_170k.json", [BOOLQ] * 8), ("dataset/boolq/test.json",
+                                                                                     [BOOLQ] * 2)):
+        (data / relative).parent.mkdir(parents=True, exist_ok=True)
+        (data / relative).write_text(json.dumps(rows))
+    result = run_cli("model=smollm2-135m", f"model.name_or_path={path}", "model.architecture=null",
+                     "task=commonsense", f"task.data_dir={data}", "task.options.test_sets=[boolq]",
+                     "method=propulsion", *FAST, *GREEDY, "trainer.max_steps=1", "save_adapter=false",
+                     f"output_root={tmp_path / 'runs'}", env_extra={"PROPULSION_CACHE": str(cache)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = records_under(tmp_path / "runs")
+    assert record["status"] == "completed" and record["train"]["steps"] == 1
+    assert record["model_files"]["gguf"]["sha256"] == sha256_file(path)
