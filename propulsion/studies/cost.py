@@ -203,10 +203,11 @@ GPU_RUN_OVERHEAD_S = 30.0  # model load and tokenisation (assumed; the notebooks
 GPU_OPTIMIZER_S_PER_PARAM = 28 / 2.0e12  # ~28 bytes a parameter at 2 TB/s (HBM3, fp32 AdamW)
 GPU_SOURCE = "defaults fitted to the authors' notebook runtimes (H100, fp32; docs/plan-validation.md)"
 
-# CPU defaults, fitted the same way to the 72 small-scale records (all-MiniLM-L6-v2, 2 cores): 42.5 GFLOP/s a core
-# (make calibrate measured 43 GFLOP/s on one thread of the same machine, by CPU time, while it was shared), no
-# per-step overhead the records can tell apart from the FLOPs, 5 s of setup. bf16 on CPU: assumed no faster.
-CPU_FLOPS_PER_CORE = 42.5e9
+# CPU defaults, fitted the same way to the 72 small-scale records (all-MiniLM-L6-v2, 2 cores), the 7 runs made while
+# the machine was shared timed again alone (make plan-reruns): 62.5 GFLOP/s a core (make calibrate measured 43 GFLOP/s
+# on one thread of the same machine, by CPU time, while it was shared), no per-step overhead the records can tell
+# apart from the FLOPs, 5 s of setup. bf16 on CPU: assumed no faster.
+CPU_FLOPS_PER_CORE = 62.5e9
 CPU_STEP_OVERHEAD_S = 0.0
 CPU_EVAL_BATCH_OVERHEAD_S = 0.0
 CPU_EVAL_PASS_OVERHEAD_S = 0.5
