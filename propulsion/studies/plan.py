@@ -193,7 +193,8 @@ def plan_job(overrides: list[str], spec: RunSpec, device: cost.Device | str = "h
     task = spec.task.name
     mean_tokens = min(MEAN_TOKENS.get(task, spec.task.max_length), spec.task.max_length)
     target_tokens = MEAN_TARGET_TOKENS.get(task, 0)
-    examples_seen = steps * trainer.batch_size * num_gpus
+    rows_per_step = trainer.batch_size * trainer.gradient_accumulation_steps  # a step is accumulated micro-batches
+    examples_seen = steps * rows_per_step * num_gpus
     train_tokens = examples_seen * (mean_tokens + target_tokens)
     generating = bool(getattr(get_family(spec.task.family), "GENERATES", False))  # the family's own flag
     generation = dict((spec.task.options or {}).get("generation") or {})
@@ -216,7 +217,7 @@ def plan_job(overrides: list[str], spec: RunSpec, device: cost.Device | str = "h
     # A generating pass reads each row once per beam (its encoder, or its prompt), then decodes; a loss pass once.
     reads_during, reads_final = (beams_during if rows_generated_during else 1), (beams if generating else 1)
     work = cost.add_work(
-        cost.training_work(shape, steps, trainer.batch_size, train_length, trainable),
+        cost.training_work(shape, steps, rows_per_step, train_length, trainable),  # padded per micro-batch
         cost.evaluation_work(shape, passes, dev_rows * reads_during, trainer.eval_batch_size, eval_length),
         cost.evaluation_work(shape, 1, report_rows * reads_final, trainer.eval_batch_size, eval_length),
         cost.generation_work(shape, rows_generated_during, trainer.eval_batch_size, beams_during, target_tokens,

@@ -194,13 +194,15 @@ STUDIES = (
     ("study_glue_minilm_lr", "results/studies/glue_minilm/lr_search/runs", ((),)),
     ("study_glue_minilm", "results/studies/glue_minilm/runs",
      ((), ("method=lora_r2,head_only,bitfit", "seed=0,1,2"))),
+    ("study_reasoning_smollm2", "results/studies/reasoning_smollm2/runs",
+     ((), ("method=propulsion", "trainer.max_steps=0"))),  # the zero-shot row: the same method, no step
 )
 
 
 def study_rows(name: str, runs: Path, sweeps: tuple[tuple[str, ...], ...],
                device: cost.Device | None = None) -> list[Row]:
     """A study's completed records against its plan on as many CPU cores as the run had threads (2 unless it was
-    run with OMP_NUM_THREADS=1 beside another sweep), matched on (task, method)."""
+    run with OMP_NUM_THREADS=1 beside another sweep), matched on (task, method, optimizer steps)."""
     loaded, _ = records.load_records(runs) if runs.exists() else ([], [])
     if not loaded:
         return []
@@ -210,12 +212,12 @@ def study_rows(name: str, runs: Path, sweeps: tuple[tuple[str, ...], ...],
                                         use_calibration=False)
         if broken:
             raise SystemExit(f"{name}: {broken}")
-        planned.update({(j.task, j.method): j for j in jobs})
+        planned.update({(j.task, j.method, j.steps): j for j in jobs})
     rows = []
     for record in loaded:
         path = Path(record["_path"])
-        job = planned.get((record["task"], record["method"]))
-        if job is None or job.steps != record["train"]["steps"]:
+        job = planned.get((record["task"], record["method"], record["train"]["steps"]))
+        if job is None:
             raise SystemExit(f"{path}: no job of {name} plans its task, method and steps")
         # The work does not depend on the core count; only the device pricing it does.
         seconds = cost.price(job.work, device or cost.default_device("cpu", record.get("cpu_threads") or 2),

@@ -80,6 +80,17 @@ def test_hub_sizes_give_the_papers_step_counts():
     assert job.fits
 
 
+def test_gradient_accumulation_counts_every_micro_batch_of_a_step():
+    # RTE, batch 8: 312 steps an epoch alone, 78 when 4 micro-batches are accumulated into each step. The rows (and
+    # FLOPs) a run trains on are the same; the padded length is a micro-batch's either way.
+    base = ["model=roberta-base", "task=rte", "method=propulsion", "trainer.batch_size=8", "trainer.epochs=1"]
+    alone = _only(plan.plan(base))
+    accumulated = _only(plan.plan([*base, "trainer.gradient_accumulation_steps=4"]))
+    assert (alone.steps, accumulated.steps) == (312, 78)
+    assert accumulated.train_tokens == pytest.approx(alone.train_tokens * (78 * 32) / (312 * 8))
+    assert accumulated.work["train_flops"] == pytest.approx(alone.work["train_flops"] * (78 * 32) / (312 * 8))
+
+
 def test_restarts_are_rounds_of_the_same_length():
     # CoLA under trainer=authors (cola.ipynb): 8,551 rows, batch 32 -> 268 steps an epoch, 7 epochs = 1,876 steps a
     # round, evaluated every 100 steps and at the round's end (19 passes), trained twice (restarts=1).
