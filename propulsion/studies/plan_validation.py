@@ -353,8 +353,8 @@ def _contended_reading(rows: list[Row]) -> list[str]:
         "",
         f"Alone on the machine, CPU share ≥ {min(r.rerun_share for r in reran):.0%}, the reruns still took "
         f"{min(slower):.2f}–{max(slower):.2f}× the mean of the same task and method at the other seeds (committed, "
-        "not shared): the same 2-core machine, idle, ran these runs that much slower at a later date. A cost model has "
-        "no term for that; it is why a single run is judged within 2× and not closer.",
+        "not shared): a 2-core machine of the same kind, idle, ran these runs that much slower at a later date. A "
+        "cost model has no term for that; it is why a single run is judged within 2× and not closer.",
         "",
     ]
 
