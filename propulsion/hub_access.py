@@ -70,8 +70,8 @@ def check_model(spec: ModelSpec) -> None:
         if path.suffix == ".gguf" and path.is_file():  # a GGUF file, converted once (propulsion/gguf_weights.py)
             return
         if not path.is_dir():
-            raise UserError(f"model.name_or_path={spec.name_or_path} does not exist (a local model directory, "
-                            f"or a hub id such as FacebookAI/roberta-base)")
+            raise UserError(f"model.name_or_path={spec.name_or_path} does not exist (a local model directory or "
+                            f".gguf file, or a hub id such as FacebookAI/roberta-base)")
         if not (path / "config.json").is_file():
             raise UserError(f"model.name_or_path={spec.name_or_path} has no config.json; point it at the folder "
                             f"that save_pretrained wrote")

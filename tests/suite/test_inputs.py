@@ -108,8 +108,8 @@ def test_values_are_checked_with_the_value_named(tmp_path, override, expected):
 
 def test_a_local_model_path_that_does_not_exist_says_so(tmp_path):
     assert refusal(tmp_path, "model=roberta-base", "model.name_or_path=/nonexistent/dir", "task.source=sample") == (
-        "model.name_or_path=/nonexistent/dir does not exist (a local model directory, or a hub id such as "
-        "FacebookAI/roberta-base)")
+        "model.name_or_path=/nonexistent/dir does not exist (a local model directory or .gguf file, or a hub id "
+        "such as FacebookAI/roberta-base)")
     (tmp_path / "empty").mkdir()
     assert refusal(tmp_path, "model=roberta-base", f"model.name_or_path={tmp_path}/empty", "task.source=sample") == (
         f"model.name_or_path={tmp_path}/empty has no config.json; point it at the folder that save_pretrained wrote")
