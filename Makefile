@@ -55,7 +55,7 @@ plan-validation:
 	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.plan_validation
 
 # The small-scale runs that were timed on a shared machine, timed again alone (results/plan_validation/reruns/;
-# not yet run: the same tasks and methods took 117-173 s a run at their other seeds, so ~15 minutes on 2 idle cores).
+# run once, 2026-12-07: 157-220 s a run alone, ~25 minutes for the 7; completed reruns are skipped).
 # Run it with nothing else on the machine, then `make plan-validation`.
 plan-reruns:
 	HF_HUB_OFFLINE=1 $(PYTHON) -m propulsion.studies.plan_validation --rerun $(SMALL_SCALE_INPUTS)

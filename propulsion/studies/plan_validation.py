@@ -347,13 +347,15 @@ def _contended_reading(rows: list[Row]) -> list[str]:
             f"{row.label} {row.metric_gap[0]} {row.metric_gap[1]:.2g}" for row in reran if row.metric_gap)
            + ". The reruns ran a later commit's code and library versions (each record's `git_commit` and "
              "`versions`): not a test of bitwise reproducibility. A difference in the 8th digit is float summation "
-             "order; a large one is such a difference grown through an unstable run (the small-scale STS-B "
-             "Propulsion runs trained at k·lr up to 0.5; their seeds spread by 13.5 Pearson points)."]
+             "order; a large one is such a difference grown through training: the small-scale STS-B Propulsion "
+             "runs trained at k·lr 0.03 (the GLUE pilot's runs fail at 0.06), and their three seeds spread by 13.5 "
+             "Pearson points."]
           if any(row.metric_gap for row in reran) else []),
         "",
         f"Alone on the machine, CPU share ≥ {min(r.rerun_share for r in reran):.0%}, the reruns still took "
         f"{min(slower):.2f}–{max(slower):.2f}× the mean of the same task and method at the other seeds (committed, "
-        "not shared): a 2-core machine of the same kind, idle, ran these runs that much slower at a later date. A "
+        "their CPU share not recorded then, wall times close to each other): a 2-core machine of the same kind ran "
+        "these runs that much slower at a later date. A "
         "cost model has no term for that; it is why a single run is judged within 2× and not closer.",
         "",
     ]
